@@ -1,0 +1,174 @@
+//! How an identity token (or certificate) becomes AWS credentials.
+//!
+//! A [`Backend`] owns its inputs and exposes one async method, [`Backend::fetch`], that makes
+//! exactly one upstream call (no retries: the refresher in `cache.rs` owns retry policy, so one
+//! refresh is one STS call). Errors carry an [`ErrorClass`] that tells the refresher what to do.
+
+pub mod sts;
+
+use serde::Serialize;
+
+pub use sts::Sts;
+
+use crate::token;
+
+crate::secret::secret_string!(
+    /// The secret half of an AWS access key.
+    SecretAccessKey
+);
+crate::secret::secret_string!(
+    /// An STS session token.
+    SessionToken
+);
+
+/// A set of temporary AWS credentials for one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The access key id (not secret).
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: SecretAccessKey,
+    /// The session token.
+    pub session_token: SessionToken,
+    /// When the credentials expire, Unix seconds.
+    pub expiration: i64,
+    /// The 12-digit account of the role.
+    pub account_id: String,
+    /// The IAM role ARN that was assumed (not the assumed-role session ARN).
+    pub role_arn: String,
+    /// The assumed-role session ARN STS reported, if any.
+    pub assumed_role_arn: Option<String>,
+}
+
+impl Credentials {
+    /// The container-credentials JSON every SDK accepts (sdk-contract.md §3.1): exactly these
+    /// fields, `Expiration` as `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn container_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body<'a> {
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            token: &'a str,
+            expiration: String,
+            account_id: &'a str,
+            role_arn: &'a str,
+        }
+        serde_json::to_vec(&Body {
+            access_key_id: &self.access_key_id,
+            secret_access_key: self.secret_access_key.expose(),
+            token: self.session_token.expose(),
+            expiration: crate::clock::format_rfc3339(self.expiration),
+            account_id: &self.account_id,
+            role_arn: &self.role_arn,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The ways of getting credentials (a closed set: one file per variant).
+#[derive(Debug)]
+pub enum Backend {
+    /// STS `AssumeRoleWithWebIdentity` with an identity token.
+    Sts(Sts),
+}
+
+impl Backend {
+    /// One attempt at new credentials.
+    pub async fn fetch(&self) -> Result<Credentials, Error> {
+        match self {
+            Backend::Sts(sts) => sts.fetch().await,
+        }
+    }
+
+    /// Drops any cached identity token, so the next fetch gets a fresh one.
+    pub async fn invalidate_token(&self) {
+        match self {
+            Backend::Sts(sts) => sts.token_source().invalidate().await,
+        }
+    }
+
+    /// The role ARN this backend assumes.
+    pub fn role_arn(&self) -> &str {
+        match self {
+            Backend::Sts(sts) => sts.role_arn(),
+        }
+    }
+}
+
+/// What the caller should do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttled by the upstream: back off and retry.
+    Throttled,
+    /// Transient: 5xx, timeout, connection failure, `IDPCommunicationError`: retry.
+    Unavailable,
+    /// The identity token was rejected as invalid or expired: fetch a new one, then retry.
+    TokenRejected,
+    /// The identity (certificate, key, token service) could not produce a token: retry.
+    Identity,
+    /// Refused for a reason retrying will not fix soon (`AccessDenied`, `IDPRejectedClaim`,
+    /// policy errors): report loudly, retry slowly.
+    Denied,
+    /// The upstream answered something we could not understand: retry.
+    Malformed,
+}
+
+impl ErrorClass {
+    /// The label used in metrics and status.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::TokenRejected => "token_rejected",
+            ErrorClass::Identity => "identity",
+            ErrorClass::Denied => "denied",
+            ErrorClass::Malformed => "malformed",
+        }
+    }
+
+    /// Whether retries should be slow (the problem needs a human).
+    pub fn is_slow(self) -> bool {
+        matches!(self, ErrorClass::Denied)
+    }
+}
+
+/// Why no credentials were obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No identity token.
+    #[error(transparent)]
+    Token(#[from] token::Error),
+    /// STS answered with an error code.
+    #[error("sts AssumeRoleWithWebIdentity for {role_arn} failed: {code}: {message}")]
+    Sts {
+        /// The role.
+        role_arn: String,
+        /// The STS error code, e.g. `AccessDenied`.
+        code: String,
+        /// The STS error message.
+        message: String,
+        /// What to do about it.
+        class: ErrorClass,
+    },
+    /// STS could not be reached, timed out, or answered something unparseable.
+    #[error("sts AssumeRoleWithWebIdentity for {role_arn} failed: {detail}")]
+    Transport {
+        /// The role.
+        role_arn: String,
+        /// What went wrong, with causes.
+        detail: String,
+        /// What to do about it.
+        class: ErrorClass,
+    },
+}
+
+impl Error {
+    /// What the caller should do about this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Token(_) => ErrorClass::Identity,
+            Error::Sts { class, .. } | Error::Transport { class, .. } => *class,
+        }
+    }
+}

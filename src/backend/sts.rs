@@ -1,0 +1,236 @@
+//! STS `AssumeRoleWithWebIdentity` through aws-sdk-sts. Region, endpoint
+//! (`AWS_ENDPOINT_URL_STS`) and the rest of the usual AWS settings come through aws-config; the
+//! SDK's own retries are off so that one refresh is one STS call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+
+use super::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
+use crate::metrics::Metrics;
+use crate::token::TokenSource;
+
+/// Where and how to call STS.
+#[derive(Debug, Clone)]
+pub struct StsSettings {
+    /// The region (regional endpoints are recommended).
+    pub region: String,
+    /// An explicit endpoint URL; otherwise aws-config's (which honours `AWS_ENDPOINT_URL_STS`).
+    pub endpoint: Option<String>,
+    /// Timeout for one call.
+    pub timeout: Duration,
+}
+
+/// A role assumed with web identity.
+#[derive(Debug)]
+pub struct Sts {
+    client: aws_sdk_sts::Client,
+    token: Arc<TokenSource>,
+    role_arn: String,
+    account_id: String,
+    session_name: String,
+    duration_secs: i32,
+    metrics: Arc<Metrics>,
+}
+
+/// Builds an STS client from the usual AWS settings plus ours. Makes no network call.
+pub async fn client(settings: &StsSettings) -> aws_sdk_sts::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .no_credentials()
+        .region(aws_config::Region::new(settings.region.clone()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+                .build(),
+        );
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    aws_sdk_sts::Client::new(&loader.load().await)
+}
+
+impl Sts {
+    /// A backend for one role. `account_id` is the 12-digit account from `role_arn`.
+    pub fn new(
+        client: aws_sdk_sts::Client,
+        token: Arc<TokenSource>,
+        role_arn: String,
+        account_id: String,
+        session_name: String,
+        duration: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            token,
+            role_arn,
+            account_id,
+            session_name,
+            duration_secs: i32::try_from(duration.as_secs()).unwrap_or(43_200),
+            metrics,
+        }
+    }
+
+    /// The role ARN.
+    pub fn role_arn(&self) -> &str {
+        &self.role_arn
+    }
+
+    /// The identity token source.
+    pub fn token_source(&self) -> &TokenSource {
+        &self.token
+    }
+
+    /// One `AssumeRoleWithWebIdentity` call (after getting a token, cached or fresh).
+    pub async fn fetch(&self) -> Result<Credentials, Error> {
+        let (token, _claims) = self.token.token().await?;
+        let started = tokio::time::Instant::now();
+        let result = self
+            .client
+            .assume_role_with_web_identity()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .web_identity_token(token.expose())
+            .duration_seconds(self.duration_secs)
+            .send()
+            .await;
+        self.metrics
+            .observe_upstream("sts", result.is_ok(), started.elapsed());
+        let output = result.map_err(|e| self.classify(e, token.expose()))?;
+        let malformed = |what: &str| Error::Transport {
+            role_arn: self.role_arn.clone(),
+            detail: format!("the answer has no {what}"),
+            class: ErrorClass::Malformed,
+        };
+        let creds = output
+            .credentials()
+            .ok_or_else(|| malformed("Credentials"))?;
+        if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
+            return Err(malformed("access key"));
+        }
+        if creds.session_token().is_empty() {
+            return Err(malformed("session token"));
+        }
+        Ok(Credentials {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: SecretAccessKey::new(creds.secret_access_key()),
+            session_token: SessionToken::new(creds.session_token()),
+            expiration: creds.expiration().secs(),
+            account_id: self.account_id.clone(),
+            role_arn: self.role_arn.clone(),
+            assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
+        })
+    }
+
+    fn classify(
+        &self,
+        err: SdkError<AssumeRoleWithWebIdentityError, HttpResponse>,
+        token: &str,
+    ) -> Error {
+        let role_arn = self.role_arn.clone();
+        // Never let the token through, even if an upstream echoes it.
+        let scrub = |s: &str| s.replace(token, "<redacted>");
+        match &err {
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().map(str::to_owned);
+                let message = service.err().message().unwrap_or("").to_owned();
+                match code {
+                    Some(code) => Error::Sts {
+                        class: classify_code(&code),
+                        role_arn,
+                        code,
+                        message: scrub(&message),
+                    },
+                    None => Error::Transport {
+                        role_arn,
+                        detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+                        class: ErrorClass::Malformed,
+                    },
+                }
+            }
+            SdkError::TimeoutError(_) => Error::Transport {
+                role_arn,
+                detail: "timed out".to_owned(),
+                class: ErrorClass::Unavailable,
+            },
+            SdkError::DispatchFailure(_) => Error::Transport {
+                role_arn,
+                detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+                class: ErrorClass::Unavailable,
+            },
+            SdkError::ResponseError(response) => {
+                let status = response.raw().status().as_u16();
+                let class = if status >= 500 {
+                    ErrorClass::Unavailable
+                } else {
+                    ErrorClass::Malformed
+                };
+                Error::Transport {
+                    role_arn,
+                    detail: scrub(&format!("HTTP {status}: {}", DisplayErrorContext(&err))),
+                    class,
+                }
+            }
+            _ => Error::Transport {
+                role_arn,
+                detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+                class: ErrorClass::Denied,
+            },
+        }
+    }
+}
+
+/// Maps an STS error code to what to do about it (upstreams.md §6).
+pub fn classify_code(code: &str) -> ErrorClass {
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "SlowDown"
+        | "PriorRequestNotComplete" => ErrorClass::Throttled,
+        "IDPCommunicationError"
+        | "InternalFailure"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => ErrorClass::Unavailable,
+        "InvalidIdentityToken" | "ExpiredTokenException" | "ExpiredToken" => {
+            ErrorClass::TokenRejected
+        }
+        _ => ErrorClass::Denied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_sts_error_codes() {
+        assert_eq!(classify_code("Throttling"), ErrorClass::Throttled);
+        assert_eq!(
+            classify_code("IDPCommunicationError"),
+            ErrorClass::Unavailable
+        );
+        assert_eq!(
+            classify_code("InvalidIdentityToken"),
+            ErrorClass::TokenRejected
+        );
+        assert_eq!(
+            classify_code("ExpiredTokenException"),
+            ErrorClass::TokenRejected
+        );
+        assert_eq!(classify_code("AccessDenied"), ErrorClass::Denied);
+        assert_eq!(classify_code("IDPRejectedClaim"), ErrorClass::Denied);
+        assert_eq!(classify_code("MalformedPolicyDocument"), ErrorClass::Denied);
+    }
+}

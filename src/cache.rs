@@ -1,0 +1,387 @@
+//! One refresher task per role; many readers.
+//!
+//! The refresher calls the backend, publishes each good credential set on a `watch` channel as a
+//! ready-to-send [`Snapshot`], and sleeps until the next refresh or retry. Readers (the HTTP
+//! handlers) only borrow the current snapshot; they never call an upstream and never wait for
+//! more than the cold-start grace. A failure never replaces or withdraws a good snapshot: it is
+//! served until only the [`FLOOR`] of its lifetime is left.
+//!
+//! Timing (design.md, "Refreshing"): refresh when the remaining lifetime falls to
+//! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter; on failure
+//! retry with full-jitter exponential backoff, slowly for errors that need a human.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::backend::{Backend, Credentials, ErrorClass};
+use crate::clock;
+use crate::metrics::Metrics;
+
+/// Credentials are never served with less than this much validity left.
+pub const FLOOR: Duration = Duration::from_secs(5 * 60);
+/// Refresh no later than this long before expiry (when the lifetime allows it).
+const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
+/// Share of the refresh delay removed at most by jitter.
+const JITTER: f64 = 0.10;
+/// Backoff for transient errors: first ceiling and cap.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(120);
+/// Backoff for errors that need a human (`AccessDenied`, ...).
+const SLOW_BACKOFF_BASE: Duration = Duration::from_secs(30);
+const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The shortest pause between two attempts.
+const MIN_DELAY: Duration = Duration::from_millis(200);
+
+/// One published credential set, ready to send.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// The container-credentials JSON, rendered once.
+    pub body: Bytes,
+    /// Until when this snapshot may be served (expiry minus [`FLOOR`]).
+    pub serve_until: Instant,
+}
+
+/// A reader's handle on one role.
+#[derive(Clone, Debug)]
+pub struct RoleHandle {
+    alias: Arc<str>,
+    rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    status: Arc<Mutex<Status>>,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    role_arn: String,
+    expiration: Option<i64>,
+    last_refresh: Option<i64>,
+    last_error: Option<String>,
+    last_error_class: Option<&'static str>,
+    consecutive_failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+/// What `/status` shows for one role (no secrets).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleStatus {
+    /// The role's alias.
+    pub alias: String,
+    /// The IAM role ARN.
+    pub role_arn: String,
+    /// Whether usable credentials are held.
+    pub ready: bool,
+    /// The access key id served (not secret).
+    pub access_key_id: Option<String>,
+    /// Expiry of the credentials held.
+    pub expiration: Option<String>,
+    /// Seconds until expiry.
+    pub expires_in_secs: Option<i64>,
+    /// When the last successful refresh happened.
+    pub last_refresh: Option<String>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Its class.
+    pub last_error_class: Option<&'static str>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Seconds until the next attempt.
+    pub next_attempt_in_secs: Option<u64>,
+}
+
+impl RoleHandle {
+    /// The role's alias.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// The snapshot to serve now, if one with more than the floor left is held.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        let guard = self.rx.borrow();
+        guard
+            .as_ref()
+            .filter(|s| s.serve_until > Instant::now())
+            .cloned()
+    }
+
+    /// The snapshot to serve, waiting up to `grace` for one (cold start).
+    pub async fn wait_usable(&self, grace: Duration) -> Option<Arc<Snapshot>> {
+        if let Some(s) = self.current() {
+            return Some(s);
+        }
+        let mut rx = self.rx.clone();
+        let usable = rx.wait_for(|s| s.as_ref().is_some_and(|s| s.serve_until > Instant::now()));
+        match tokio::time::timeout(grace, usable).await {
+            Ok(Ok(s)) => s.clone(),
+            _ => None,
+        }
+    }
+
+    /// Whether usable credentials are held.
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// The role's state for `/status`.
+    pub fn status(&self) -> RoleStatus {
+        let current = self.current();
+        let status = self.status.lock();
+        let now = Instant::now();
+        RoleStatus {
+            alias: self.alias.to_string(),
+            role_arn: status.role_arn.clone(),
+            ready: current.is_some(),
+            access_key_id: current.map(|s| s.credentials.access_key_id.clone()),
+            expiration: status.expiration.map(clock::format_rfc3339),
+            expires_in_secs: status.expiration.map(|e| e - clock::now_unix()),
+            last_refresh: status.last_refresh.map(clock::format_rfc3339),
+            last_error: status.last_error.clone(),
+            last_error_class: status.last_error_class,
+            consecutive_failures: status.consecutive_failures,
+            next_attempt_in_secs: status
+                .next_attempt
+                .map(|t| t.saturating_duration_since(now).as_secs()),
+        }
+    }
+}
+
+/// Starts the refresher for one role; it fetches at once, then keeps the credentials fresh until
+/// the returned task is aborted.
+pub fn spawn_role(
+    alias: &str,
+    backend: Backend,
+    metrics: Arc<Metrics>,
+) -> (RoleHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let status = Arc::new(Mutex::new(Status {
+        role_arn: backend.role_arn().to_owned(),
+        ..Status::default()
+    }));
+    let handle = RoleHandle {
+        alias: Arc::from(alias),
+        rx,
+        status: status.clone(),
+    };
+    let refresher = Refresher {
+        alias: alias.to_owned(),
+        backend,
+        tx,
+        status,
+        metrics,
+    };
+    let task = tokio::spawn(refresher.run());
+    (handle, task)
+}
+
+struct Refresher {
+    alias: String,
+    backend: Backend,
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    status: Arc<Mutex<Status>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Refresher {
+    async fn run(self) {
+        let mut failures: u32 = 0;
+        let mut last_class: Option<ErrorClass> = None;
+        loop {
+            let span = tracing::info_span!("refresh", role = %self.alias);
+            let delay = match self.attempt().instrument(span.clone()).await {
+                Ok(lifetime) => {
+                    let _enter = span.enter();
+                    if failures > 0 {
+                        tracing::info!(failures, "credentials refreshed after failures");
+                    }
+                    failures = 0;
+                    last_class = None;
+                    refresh_delay(lifetime, rand::random::<f64>())
+                }
+                Err((class, message)) => {
+                    let _enter = span.enter();
+                    failures = failures.saturating_add(1);
+                    let delay = backoff_delay(failures, class, rand::random::<f64>());
+                    let held = self
+                        .tx
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|s| s.serve_until > Instant::now());
+                    if last_class != Some(class) {
+                        // One line per state change, not one per retry.
+                        if class.is_slow() {
+                            tracing::error!(error = %message, class = class.label(), serving_cached = held, retry_in = ?delay, "refresh failed");
+                        } else {
+                            tracing::warn!(error = %message, class = class.label(), serving_cached = held, retry_in = ?delay, "refresh failed");
+                        }
+                    } else {
+                        tracing::debug!(error = %message, class = class.label(), failures, retry_in = ?delay, "refresh failed again");
+                    }
+                    last_class = Some(class);
+                    if class == ErrorClass::TokenRejected {
+                        self.backend.invalidate_token().await;
+                    }
+                    delay
+                }
+            };
+            self.status.lock().next_attempt = Some(Instant::now() + delay);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One refresh; on success the remaining lifetime of the new credentials.
+    async fn attempt(&self) -> Result<Duration, (ErrorClass, String)> {
+        let result = self.backend.fetch().await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.class().label(),
+        };
+        let failed = |class: ErrorClass, message: String| {
+            let mut status = self.status.lock();
+            status.last_error = Some(message.clone());
+            status.last_error_class = Some(class.label());
+            status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+            (class, message)
+        };
+        let creds = match result {
+            Ok(creds) => creds,
+            Err(e) => {
+                self.metrics.count_refresh(&self.alias, outcome);
+                return Err(failed(e.class(), e.to_string()));
+            }
+        };
+        let lifetime = clock::until_unix(creds.expiration);
+        if lifetime <= FLOOR {
+            // Not usable: keep what we have and treat it as a failure.
+            self.metrics
+                .count_refresh(&self.alias, ErrorClass::Malformed.label());
+            return Err(failed(
+                ErrorClass::Malformed,
+                format!(
+                    "sts returned credentials that expire in {}s, less than the {}s floor",
+                    lifetime.as_secs(),
+                    FLOOR.as_secs()
+                ),
+            ));
+        }
+        self.metrics.count_refresh(&self.alias, outcome);
+        self.metrics
+            .set_credential_expiry(&self.alias, creds.expiration);
+        tracing::info!(
+            access_key_id = %creds.access_key_id,
+            expiration = %clock::format_rfc3339(creds.expiration),
+            "credentials refreshed"
+        );
+        {
+            let mut status = self.status.lock();
+            status.expiration = Some(creds.expiration);
+            status.last_refresh = Some(clock::now_unix());
+            status.last_error = None;
+            status.last_error_class = None;
+            status.consecutive_failures = 0;
+        }
+        let snapshot = Snapshot {
+            body: Bytes::from(creds.container_json()),
+            serve_until: Instant::now() + (lifetime - FLOOR),
+            credentials: creds,
+        };
+        self.tx.send_replace(Some(Arc::new(snapshot)));
+        Ok(lifetime)
+    }
+}
+
+/// How long to wait before refreshing credentials that have `lifetime` left right after they
+/// were obtained. `unit` in `[0, 1)` picks the jitter (up to 10 % earlier, never later).
+pub fn refresh_delay(lifetime: Duration, unit: f64) -> Duration {
+    let threshold = (lifetime / 2).max(REFRESH_BEFORE.min(lifetime.saturating_sub(FLOOR)));
+    let base = lifetime.saturating_sub(threshold);
+    base.mul_f64(1.0 - JITTER * unit.clamp(0.0, 1.0))
+        .max(MIN_DELAY)
+}
+
+/// How long to wait before retry number `failures` (1 for the first retry) of a failure of
+/// `class`: full jitter over an exponentially growing ceiling. `unit` in `[0, 1)`.
+pub fn backoff_delay(failures: u32, class: ErrorClass, unit: f64) -> Duration {
+    let (base, cap) = if class.is_slow() {
+        (SLOW_BACKOFF_BASE, SLOW_BACKOFF_CAP)
+    } else {
+        (BACKOFF_BASE, BACKOFF_CAP)
+    };
+    let exponent = failures.saturating_sub(1).min(16);
+    let ceiling = base.saturating_mul(1 << exponent).min(cap);
+    if class == ErrorClass::TokenRejected && failures == 1 {
+        // A fresh token may fix it: retry almost at once.
+        return MIN_DELAY;
+    }
+    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn one_hour_sessions_refresh_with_forty_minutes_left() {
+        assert_eq!(refresh_delay(60 * MIN, 0.0), 20 * MIN);
+        let earliest = refresh_delay(60 * MIN, 0.999_999);
+        assert!(earliest >= 18 * MIN && earliest < 20 * MIN, "{earliest:?}");
+    }
+
+    #[test]
+    fn long_sessions_refresh_at_half_life() {
+        assert_eq!(refresh_delay(12 * 60 * MIN, 0.0), 6 * 60 * MIN);
+        assert_eq!(refresh_delay(2 * 60 * MIN, 0.0), 60 * MIN);
+    }
+
+    #[test]
+    fn short_sessions_keep_five_minutes() {
+        // 15 min: threshold max(7.5, min(40, 10)) = 10 min left, so refresh after 5 min.
+        assert_eq!(refresh_delay(15 * MIN, 0.0), 5 * MIN);
+        assert_eq!(refresh_delay(Duration::ZERO, 0.5), MIN_DELAY);
+    }
+
+    #[test]
+    fn every_refresh_leaves_at_least_thirty_minutes_on_default_sessions() {
+        for i in 0..=100 {
+            let unit = f64::from(i) / 100.0;
+            let d = refresh_delay(60 * MIN, unit);
+            assert!(60 * MIN - d >= 40 * MIN, "{unit}: {d:?}");
+            assert!(60 * MIN - d <= 42 * MIN, "{unit}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_full_jitter() {
+        let c = ErrorClass::Unavailable;
+        assert_eq!(backoff_delay(1, c, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff_delay(2, c, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff_delay(5, c, 1.0), Duration::from_secs(16));
+        assert_eq!(backoff_delay(30, c, 1.0), BACKOFF_CAP);
+        assert_eq!(backoff_delay(u32::MAX, c, 1.0), BACKOFF_CAP);
+        assert_eq!(backoff_delay(30, c, 0.0), MIN_DELAY);
+        for i in 0..100 {
+            let unit = f64::from(i) / 100.0;
+            let d = backoff_delay(4, c, unit);
+            assert!(d >= MIN_DELAY && d <= Duration::from_secs(8), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn denied_retries_slowly_and_rejected_tokens_retry_at_once() {
+        assert_eq!(backoff_delay(1, ErrorClass::Denied, 1.0), SLOW_BACKOFF_BASE);
+        assert_eq!(backoff_delay(10, ErrorClass::Denied, 1.0), SLOW_BACKOFF_CAP);
+        assert_eq!(backoff_delay(1, ErrorClass::TokenRejected, 1.0), MIN_DELAY);
+        assert_eq!(
+            backoff_delay(2, ErrorClass::TokenRejected, 1.0),
+            Duration::from_secs(2)
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The command line (clap derive). Every `serve` flag can also be given as an
+//! `STS_SIDECAR_<FLAG>` environment variable or in the TOML file; flags win.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// Serves your app's own AWS role credentials on loopback, in the format every AWS SDK reads from
+/// AWS_CONTAINER_CREDENTIALS_FULL_URI.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sts-sidecar",
+    version,
+    after_help = "Logging: STS_SIDECAR_LOG (e.g. info, debug, sts_sidecar=trace) and \
+                  STS_SIDECAR_LOG_FORMAT (plain or json).\n\
+                  Exit codes: 0 success, 64 configuration or usage error, 1 runtime failure."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch credentials for the configured roles, keep them fresh, and serve them.
+    ///
+    /// Point the app at it with:
+    ///   AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:61679/v1/credentials
+    ///   AWS_CONTAINER_AUTHORIZATION_TOKEN=<the same token the sidecar uses>
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see config/sts-sidecar.toml) [env: STS_SIDECAR_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Credentials endpoint address, loopback only [default: 127.0.0.1:61679]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin endpoint address (/healthz /ready /metrics /status) [default: 127.0.0.1:61680]
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Base URL of the CF Identity Token Service, e.g. https://cits.apps.example.com
+    #[arg(long, value_name = "URL")]
+    pub token_service_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the token service, besides the system roots
+    #[arg(long, value_name = "FILE")]
+    pub token_service_ca: Option<String>,
+    /// Instance identity certificate chain [default: $CF_INSTANCE_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub cert_file: Option<String>,
+    /// Instance identity private key [default: $CF_INSTANCE_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<String>,
+    /// IAM role to assume; may use {org} {space} {app} {org_guid} {space_guid} {app_guid}
+    /// {instance_index} {instance_guid} from VCAP_APPLICATION
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// STS session name (same placeholders; made valid for STS)
+    /// [default: {app}-{instance_index} on CF, else sts-sidecar]
+    #[arg(long, value_name = "NAME")]
+    pub role_session_name: Option<String>,
+    /// Session duration in seconds, 900-43200, at most the role's maximum [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<String>,
+    /// Read the authorization token from FILE (created with a random token if missing)
+    /// instead of $AWS_CONTAINER_AUTHORIZATION_TOKEN
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<String>,
+    /// STS region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1]
+    #[arg(long, value_name = "REGION")]
+    pub sts_region: Option<String>,
+    /// STS endpoint URL [default: $AWS_ENDPOINT_URL_STS, else the regional endpoint]
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags as config overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            listen: self.listen.clone(),
+            admin_listen: self.admin_listen.clone(),
+            token_service_url: self.token_service_url.clone(),
+            token_service_ca: self.token_service_ca.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            role_arn: self.role_arn.clone(),
+            role_session_name: self.role_session_name.clone(),
+            duration: self.duration.clone(),
+            auth_token_file: self.auth_token_file.clone(),
+            sts_region: self.sts_region.clone(),
+            sts_endpoint: self.sts_endpoint.clone(),
+        }
+    }
+}

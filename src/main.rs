@@ -1,0 +1,47 @@
+//! The `sts-sidecar` binary: parse the command line, install logging, run the subcommand, and
+//! map its error to an exit code (0 ok, 64 configuration/usage, 1 runtime failure).
+
+use clap::Parser as _;
+
+use sts_sidecar::cli::{Cli, Command};
+use sts_sidecar::cmd::{self, EXIT_CONFIG};
+use sts_sidecar::config::{ENV_LOG, ENV_LOG_FORMAT, Env as _, ProcessEnv};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_CONFIG } else { 0 });
+        }
+    };
+    let env = ProcessEnv;
+    if let Err(e) = sts_sidecar::telemetry::init(
+        env.var(ENV_LOG).as_deref(),
+        env.var(ENV_LOG_FORMAT).as_deref(),
+    ) {
+        eprintln!("sts-sidecar: {e}");
+        std::process::exit(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sts-sidecar: cannot start the async runtime: {e}");
+            std::process::exit(cmd::EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Serve(args) => cmd::serve::run(args, &env).await,
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{:#}", e.source), "exiting");
+        eprintln!("sts-sidecar: {:#}", e.source);
+        std::process::exit(e.code);
+    }
+}

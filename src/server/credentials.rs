@@ -1,0 +1,180 @@
+//! The container credentials endpoint: `GET /v1/credentials` (default role) and
+//! `GET /v1/credentials/<alias>` (named roles), exactly as every AWS SDK expects
+//! (sdk-contract.md, "What our server must do").
+//!
+//! Checks run in this order, cheapest and least revealing first: method, `Host` (DNS rebinding),
+//! `X-Forwarded-For`, authorization, path. A request never calls an upstream; during a cold start
+//! it waits briefly for the first credentials, then gets 503 with `Retry-After`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::{Auth, Body, error_response, host_allowed, json_response};
+use crate::cache::RoleHandle;
+use crate::metrics::Metrics;
+
+/// The path of the default role.
+pub const CREDENTIALS_PATH: &str = "/v1/credentials";
+
+/// The roles served, by alias, and which one is the default.
+#[derive(Debug, Clone)]
+pub struct Roles {
+    default: RoleHandle,
+    by_alias: HashMap<String, RoleHandle>,
+}
+
+impl Roles {
+    /// The first role is the default. `roles` must not be empty.
+    pub fn new(roles: Vec<RoleHandle>) -> Option<Self> {
+        let default = roles.first()?.clone();
+        let by_alias = roles
+            .into_iter()
+            .map(|r| (r.alias().to_owned(), r))
+            .collect();
+        Some(Self { default, by_alias })
+    }
+
+    /// The default role.
+    pub fn default_role(&self) -> &RoleHandle {
+        &self.default
+    }
+
+    /// The role with `alias`.
+    pub fn get(&self, alias: &str) -> Option<&RoleHandle> {
+        self.by_alias.get(alias)
+    }
+
+    /// Every role, default first.
+    pub fn all(&self) -> Vec<&RoleHandle> {
+        let mut all: Vec<&RoleHandle> = vec![&self.default];
+        let mut rest: Vec<&RoleHandle> = self
+            .by_alias
+            .values()
+            .filter(|r| r.alias() != self.default.alias())
+            .collect();
+        rest.sort_by(|a, b| a.alias().cmp(b.alias()));
+        all.extend(rest);
+        all
+    }
+
+    /// Whether every role holds usable credentials.
+    pub fn all_ready(&self) -> bool {
+        self.by_alias.values().all(RoleHandle::is_ready)
+    }
+}
+
+/// The credentials endpoint's state.
+#[derive(Debug)]
+pub struct CredentialsApp {
+    roles: Roles,
+    auth: Arc<Auth>,
+    metrics: Arc<Metrics>,
+    cold_start_wait: Duration,
+    extra_hosts: Vec<IpAddr>,
+}
+
+impl CredentialsApp {
+    /// `cold_start_wait` is how long a request may wait for the first credentials (keep it under
+    /// botocore's 2 s timeout). `extra_hosts` are non-loopback addresses accepted in `Host`.
+    pub fn new(
+        roles: Roles,
+        auth: Arc<Auth>,
+        metrics: Arc<Metrics>,
+        cold_start_wait: Duration,
+        extra_hosts: Vec<IpAddr>,
+    ) -> Self {
+        Self {
+            roles,
+            auth,
+            metrics,
+            cold_start_wait,
+            extra_hosts,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let response = self.route(&req).await;
+        self.metrics
+            .count_request("credentials", response.status().as_u16());
+        response
+    }
+
+    async fn route<B>(&self, req: &Request<B>) -> Response<Body> {
+        if req.method() != Method::GET {
+            let mut r = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "only GET is supported",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return r;
+        }
+        if !host_allowed(req.headers().get(header::HOST), &self.extra_hosts) {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "InvalidHost",
+                "the Host header must name a loopback address",
+            );
+        }
+        if req.headers().contains_key("x-forwarded-for") {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "Forwarded",
+                "requests carrying X-Forwarded-For are refused",
+            );
+        }
+        let mut presented = req.headers().get_all(header::AUTHORIZATION).iter();
+        match (presented.next(), presented.next()) {
+            (None, _) => {
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "MissingAuthorization",
+                    "the Authorization header is missing",
+                );
+            }
+            (Some(token), None) if self.auth.check(token.as_bytes()) => {}
+            _ => {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "InvalidAuthorization",
+                    "the Authorization header does not match the authorization token",
+                );
+            }
+        }
+        let path = req.uri().path();
+        let role = if path == CREDENTIALS_PATH {
+            Some(self.roles.default_role())
+        } else {
+            path.strip_prefix(CREDENTIALS_PATH)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .and_then(|alias| self.roles.get(alias))
+        };
+        let Some(role) = role else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "no such credentials path",
+            );
+        };
+        match role.wait_usable(self.cold_start_wait).await {
+            Some(snapshot) => json_response(StatusCode::OK, snapshot.body.clone()),
+            None => {
+                let mut r = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CredentialsUnavailable",
+                    "credentials are not available yet; see the sidecar's /status",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The CF Identity Token Service: `POST <url>/token` over mTLS with the instance identity
+//! certificate chain (leaf and intermediate) as the client identity; the answer is a bare JWT.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Claims, Error, IdentityToken, decode_claims};
+use crate::identity::{IdentityFiles, IdentityPair};
+
+/// The largest token-service answer we read; a JWT is a few KiB.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A token-service client. It builds a new TLS client whenever the certificate file changes.
+pub struct TokenService {
+    url: String,
+    token_url: String,
+    identity: IdentityFiles,
+    extra_roots: Vec<reqwest::Certificate>,
+    timeout: Duration,
+    client: parking_lot::Mutex<Option<(Arc<Vec<u8>>, reqwest::Client)>>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("url", &self.url)
+            .field("identity", &self.identity)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Why the token-service client could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The CA bundle could not be read.
+    #[error("cannot read the token service CA bundle {path}")]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA bundle holds no certificate.
+    #[error("the token service CA bundle {path} holds no PEM certificate")]
+    NoCa {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl TokenService {
+    /// A client for the service at `url` (scheme and host, no path), trusting the system roots
+    /// plus the certificates in `ca_file`.
+    pub fn new(
+        url: &str,
+        identity: IdentityFiles,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, SetupError> {
+        let mut extra_roots = Vec::new();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|source| SetupError::ReadCa {
+                path: path.to_owned(),
+                source,
+            })?;
+            extra_roots = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+            if extra_roots.is_empty() {
+                return Err(SetupError::NoCa {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        let base = url.trim_end_matches('/');
+        Ok(Self {
+            url: base.to_owned(),
+            token_url: format!("{base}/token"),
+            identity,
+            extra_roots,
+            timeout,
+            client: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// The service's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where the client identity comes from.
+    pub fn identity(&self) -> &IdentityFiles {
+        &self.identity
+    }
+
+    /// Exchanges the identity pair for a token: one POST, no retries (the caller retries).
+    pub async fn fetch(&self, pair: &IdentityPair) -> Result<(IdentityToken, Claims), Error> {
+        let client = self.client_for(pair)?;
+        let url = &self.token_url;
+        let response = client
+            .post(url)
+            .header(http::header::ACCEPT, "text/plain, */*")
+            .send()
+            .await
+            .map_err(|e| unreachable(url, &e))?;
+        let status = response.status();
+        if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
+            return Err(Error::Forbidden { url: url.clone() });
+        }
+        if !status.is_success() {
+            return Err(Error::Status {
+                url: url.clone(),
+                status: status.as_u16(),
+            });
+        }
+        let html = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        let body = read_limited(response)
+            .await
+            .map_err(|e| unreachable(url, &e))?;
+        let Some(body) = body else {
+            return Err(not_jwt(url, format!("a body larger than {MAX_BODY} bytes")));
+        };
+        interpret(url, &body, html)
+    }
+
+    fn client_for(&self, pair: &IdentityPair) -> Result<reqwest::Client, Error> {
+        let mut slot = self.client.lock();
+        if let Some((cert, client)) = slot.as_ref() {
+            if *cert == pair.cert_pem {
+                return Ok(client.clone());
+            }
+        }
+        let setup = |detail: String| Error::Unreachable {
+            url: self.token_url.clone(),
+            detail: format!("cannot set up the TLS client: {detail}"),
+            timed_out: false,
+        };
+        let identity =
+            reqwest::Identity::from_pem(&pair.identity_pem()).map_err(|e| setup(chain(&e)))?;
+        let client = reqwest::Client::builder()
+            .identity(identity)
+            .tls_certs_merge(self.extra_roots.iter().cloned())
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sts-sidecar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(chain(&e)))?;
+        *slot = Some((pair.cert_pem.clone(), client.clone()));
+        Ok(client)
+    }
+}
+
+/// Reads at most [`MAX_BODY`] bytes; `None` if the body is larger.
+async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn interpret(url: &str, body: &[u8], html: bool) -> Result<(IdentityToken, Claims), Error> {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(not_jwt(url, "an empty body".to_owned()));
+    }
+    if html || trimmed.starts_with(b"<") {
+        return Err(not_jwt(url, format!("an HTML page ({} bytes)", body.len())));
+    }
+    let Ok(text) = std::str::from_utf8(trimmed) else {
+        return Err(not_jwt(url, format!("{} bytes of binary data", body.len())));
+    };
+    match decode_claims(text) {
+        Ok(claims) => Ok((IdentityToken::new(text), claims)),
+        Err(why) => Err(not_jwt(url, format!("a {}-byte body ({why})", body.len()))),
+    }
+}
+
+fn not_jwt(url: &str, what: String) -> Error {
+    Error::NotJwt {
+        url: url.to_owned(),
+        what,
+    }
+}
+
+fn unreachable(url: &str, e: &reqwest::Error) -> Error {
+    Error::Unreachable {
+        url: url.to_owned(),
+        detail: chain(e),
+        timed_out: e.is_timeout(),
+    }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_what_came_instead_of_a_jwt() {
+        let e = |body: &[u8], html| {
+            interpret("https://x/token", body, html)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e(b"", false).contains("an empty body"));
+        assert!(e(b"  \n", false).contains("an empty body"));
+        assert!(e(b"<html>secret-page</html>", false).contains("an HTML page"));
+        assert!(e(b"{}", true).contains("an HTML page"));
+        let not = e(b"not-a-jwt-secretish", false);
+        assert!(not.contains("not three dot-separated"), "{not}");
+        assert!(!not.contains("secretish"), "{not}");
+    }
+}

@@ -1,0 +1,352 @@
+//! The credentials and admin endpoints over real sockets, against the fakes.
+
+use std::time::Duration;
+
+use sts_sidecar::testing::fake_token_service::TokenReply;
+
+use crate::support::{AUTH_TOKEN, Options, ROLE_ARN, Stack};
+
+fn is_sdk_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[tokio::test]
+async fn serves_credentials_exactly_as_sdks_expect() {
+    let stack = Stack::start().await;
+    let r = stack.get_credentials().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body = r.json();
+    let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "AccessKeyId",
+            "AccountId",
+            "Expiration",
+            "RoleArn",
+            "SecretAccessKey",
+            "Token"
+        ]
+    );
+    assert!(!r.body.contains("\"Code\""), "{}", r.body);
+    let issued = stack.sts.issued();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(body["AccessKeyId"], issued[0].access_key_id.as_str());
+    assert_eq!(
+        body["SecretAccessKey"],
+        issued[0].secret_access_key.as_str()
+    );
+    assert_eq!(body["Token"], issued[0].session_token.as_str());
+    let expiration = body["Expiration"].as_str().expect("string");
+    assert!(is_sdk_timestamp(expiration), "{expiration}");
+    assert_eq!(
+        expiration,
+        sts_sidecar::clock::format_rfc3339(issued[0].expiration)
+    );
+    assert_eq!(body["AccountId"], "123456789012");
+    assert_eq!(body["RoleArn"], ROLE_ARN);
+
+    // What STS saw: the token service's subject, the configured role, session and duration.
+    let seen = stack.sts.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].role_arn, ROLE_ARN);
+    assert_eq!(seen[0].session_name, "my-app-0");
+    assert_eq!(seen[0].duration_secs, 3600);
+    assert_eq!(seen[0].subject, stack.pki.ids.subject());
+    assert_eq!(
+        stack.token_service.subjects(),
+        vec![stack.pki.ids.subject()]
+    );
+}
+
+#[tokio::test]
+async fn accepts_every_loopback_host_form_and_query_strings() {
+    let stack = Stack::start().await;
+    let port = stack.sidecar().credentials_addr.port();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let r = stack
+            .get(
+                &stack.credentials_url(),
+                &[("authorization", AUTH_TOKEN), ("host", &host)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{host}: {}", r.body);
+    }
+    let r = stack
+        .get(
+            &format!("{}?x=y", stack.credentials_url()),
+            &[("authorization", AUTH_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn refuses_bad_requests_with_json_errors() {
+    let stack = Stack::start().await;
+    let url = stack.credentials_url();
+    let bearer = format!("Bearer {AUTH_TOKEN}");
+    let cases: Vec<(Vec<(&str, &str)>, &str, u16, &str)> = vec![
+        (vec![], "", 401, "MissingAuthorization"),
+        (
+            vec![("authorization", "wrong")],
+            "",
+            403,
+            "InvalidAuthorization",
+        ),
+        (
+            vec![("authorization", bearer.as_str())],
+            "",
+            403,
+            "InvalidAuthorization",
+        ),
+        (
+            vec![("authorization", AUTH_TOKEN), ("host", "evil.example:80")],
+            "",
+            403,
+            "InvalidHost",
+        ),
+        (
+            vec![
+                ("authorization", AUTH_TOKEN),
+                ("x-forwarded-for", "10.0.0.1"),
+            ],
+            "",
+            403,
+            "Forwarded",
+        ),
+        (
+            vec![("authorization", AUTH_TOKEN)],
+            "/nope",
+            404,
+            "NotFound",
+        ),
+        (
+            vec![("authorization", AUTH_TOKEN)],
+            "/../v1/credentials/x",
+            404,
+            "NotFound",
+        ),
+    ];
+    for (headers, suffix, status, code) in cases {
+        let r = stack.get(&format!("{url}{suffix}"), &headers).await;
+        assert_eq!(r.status, status, "{headers:?} {suffix}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body = r.json();
+        assert_eq!(body["Code"], code);
+        assert_eq!(body["code"], code);
+        assert!(body["Message"].is_string() && body["message"].is_string());
+        assert!(!r.body.contains(AUTH_TOKEN));
+    }
+    let r = stack
+        .http
+        .post(&url)
+        .header("authorization", AUTH_TOKEN)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
+}
+
+#[tokio::test]
+async fn answers_503_with_retry_after_while_upstreams_are_slow() {
+    let stack = Stack::with(Options {
+        start: false,
+        ..Options::default()
+    })
+    .await;
+    stack
+        .token_service
+        .push_reply(TokenReply::Slow(Duration::from_secs(4)));
+    let mut stack = stack;
+    stack.start_sidecar().await;
+    let started = std::time::Instant::now();
+    let r = stack.get_credentials().await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["Code"], "CredentialsUnavailable");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let ready = stack.get(&stack.admin_url("/ready"), &[]).await;
+    assert_eq!(ready.status, 503);
+    stack.wait_ready().await;
+    assert_eq!(stack.get_credentials().await.status, 200);
+    assert_eq!(stack.get(&stack.admin_url("/ready"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_cold_start_with_1000_concurrent_requests_makes_one_call_each_upstream() {
+    let mut stack = Stack::with(Options {
+        start: false,
+        ..Options::default()
+    })
+    .await;
+    // Upstreams answer after 300 ms, so every request arrives before the first credentials.
+    stack
+        .token_service
+        .push_reply(TokenReply::Slow(Duration::from_millis(300)));
+    stack.start_sidecar().await;
+    let stack = std::sync::Arc::new(stack);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let stack = stack.clone();
+        tasks.spawn(async move { stack.get_credentials().await.status });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = tasks.join_next().await {
+        *statuses.entry(status.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&200), Some(&1000), "{statuses:?}");
+    assert_eq!(stack.token_service.calls(), 1);
+    assert_eq!(stack.sts.calls(), 1);
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_state_without_secrets() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let health = stack.get(&stack.admin_url("/healthz"), &[]).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    assert_eq!(
+        stack.get(&stack.admin_url("/ready"), &[]).await.json()["ready"],
+        true
+    );
+    let _ = stack.get_credentials().await;
+
+    let status = stack.get(&stack.admin_url("/status"), &[]).await;
+    assert_eq!(status.status, 200);
+    let json = status.json();
+    let role = &json["roles"][0];
+    assert_eq!(role["alias"], "default");
+    assert_eq!(role["role_arn"], ROLE_ARN);
+    assert_eq!(role["ready"], true);
+    assert!(role["expires_in_secs"].as_i64().expect("number") > 3500);
+
+    let metrics = stack.get(&stack.admin_url("/metrics"), &[]).await;
+    assert_eq!(metrics.status, 200);
+    for needle in [
+        "sts_sidecar_credential_expiry_timestamp_seconds{role=\"default\"}",
+        "sts_sidecar_refreshes_total{role=\"default\",outcome=\"success\"} 1",
+        "sts_sidecar_upstream_request_duration_seconds_count{upstream=\"sts\",outcome=\"success\"} 1",
+        "sts_sidecar_upstream_request_duration_seconds_count{upstream=\"token_service\",outcome=\"success\"} 1",
+        "sts_sidecar_http_requests_total{listener=\"credentials\",status=\"200\"} 1",
+        "sts_sidecar_certificate_expiry_timestamp_seconds ",
+        "sts_sidecar_identity_token_expiry_timestamp_seconds ",
+    ] {
+        assert!(
+            metrics.body.contains(needle),
+            "missing {needle} in\n{}",
+            metrics.body
+        );
+    }
+    let issued = &stack.sts.issued()[0];
+    for body in [&status.body, &metrics.body] {
+        assert!(!body.contains(&issued.secret_access_key) && !body.contains(&issued.session_token));
+        assert!(!body.contains(AUTH_TOKEN));
+    }
+    assert_eq!(stack.get(&stack.admin_url("/nope"), &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn serves_named_roles_by_alias() {
+    let roles = format!(
+        "[[role]]\narn = \"{ROLE_ARN}\"\n\n[[role]]\nalias = \"reports\"\narn = \"arn:aws:iam::210987654321:role/reports\"\nduration_secs = 900\n"
+    );
+    let stack = Stack::with(Options {
+        roles_toml: Some(roles),
+        ..Options::default()
+    })
+    .await;
+    stack.wait_ready().await;
+    let default = stack.get_credentials().await.json();
+    let named = stack
+        .get(
+            &format!("{}/reports", stack.credentials_url()),
+            &[("authorization", AUTH_TOKEN)],
+        )
+        .await
+        .json();
+    assert_eq!(default["RoleArn"], ROLE_ARN);
+    assert_eq!(named["RoleArn"], "arn:aws:iam::210987654321:role/reports");
+    assert_eq!(named["AccountId"], "210987654321");
+    assert_ne!(default["AccessKeyId"], named["AccessKeyId"]);
+    // Both roles share one identity token.
+    assert_eq!(stack.token_service.calls(), 1);
+    assert_eq!(stack.sts.calls(), 2);
+    let unknown = stack
+        .get(
+            &format!("{}/other", stack.credentials_url()),
+            &[("authorization", AUTH_TOKEN)],
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn creates_and_follows_an_authorization_token_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auth-token");
+    let server = format!("auth_token_file = \"{}\"", path.display());
+    let stack = Stack::with(Options {
+        server_toml: server,
+        env: vec![],
+        ..Options::default()
+    })
+    .await;
+    let token = std::fs::read_to_string(&path).expect("token file written");
+    assert_eq!(token.len(), 43);
+    assert!(!token.ends_with('\n'));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    let url = stack.credentials_url();
+    assert_eq!(
+        stack.get(&url, &[("authorization", &token)]).await.status,
+        200
+    );
+
+    // Rotate the file: the new token works at once, the old one during the grace period.
+    std::fs::write(dir.path().join("new"), "rotated-token-abcdefghijklmnop").expect("write");
+    std::fs::rename(dir.path().join("new"), &path).expect("rename");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        stack
+            .get(&url, &[("authorization", "rotated-token-abcdefghijklmnop")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        stack.get(&url, &[("authorization", &token)]).await.status,
+        200
+    );
+    assert_eq!(
+        stack
+            .get(&url, &[("authorization", "something-else")])
+            .await
+            .status,
+        403
+    );
+}

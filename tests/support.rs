@@ -1,0 +1,230 @@
+//! Starts a whole stack in-process: a Diego-shaped PKI, the fake token service (mTLS), the fake
+//! STS, and sts-sidecar configured through its real config parser.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sts_sidecar::cmd::serve::{self, Sidecar};
+use sts_sidecar::config::{Config, Overrides};
+use sts_sidecar::testing::fake_sts::FakeSts;
+use sts_sidecar::testing::fake_token_service::FakeTokenService;
+use sts_sidecar::testing::pki::{KeyKind, TestPki};
+use tokio::net::TcpListener;
+
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/cf-myorg-myspace";
+pub const AUTH_TOKEN: &str = "test-authorization-token-0123456789abcdef";
+
+pub struct Stack {
+    pub pki: TestPki,
+    pub token_service: FakeTokenService,
+    pub sts: FakeSts,
+    pub sidecar: Option<Sidecar>,
+    pub env: HashMap<String, String>,
+    pub http: reqwest::Client,
+    options_toml: Option<(String, String, String)>,
+}
+
+/// How to set up a stack.
+pub struct Options {
+    /// Extra TOML appended to the generated file (e.g. more `[[role]]`s).
+    pub extra_toml: String,
+    /// Replaces the `[[role]]` section.
+    pub roles_toml: Option<String>,
+    /// Extra `[server]` keys.
+    pub server_toml: String,
+    /// Environment for the config parser.
+    pub env: Vec<(&'static str, String)>,
+    /// Start the sidecar right away.
+    pub start: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            extra_toml: String::new(),
+            roles_toml: None,
+            server_toml: String::new(),
+            env: vec![("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN.to_owned())],
+            start: true,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Stack {
+        let pki = TestPki::new().expect("pki");
+        pki.install(
+            &pki.issue(KeyKind::RsaPkcs1, Duration::from_secs(24 * 3600))
+                .expect("issue"),
+        )
+        .expect("install");
+        let token_service = FakeTokenService::start(&pki).await.expect("token service");
+        let sts = FakeSts::start(Some(token_service.public_key_der()))
+            .await
+            .expect("sts");
+        let env: HashMap<String, String> = options
+            .env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut stack = Stack {
+            pki,
+            token_service,
+            sts,
+            sidecar: None,
+            env,
+            http,
+            options_toml: None,
+        };
+        stack.options_toml = Some(options_toml(&options));
+        if options.start {
+            stack.start_sidecar().await;
+        }
+        stack
+    }
+
+    pub fn toml(&self) -> String {
+        let o = self.options_toml.clone().unwrap_or_default();
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+{server}
+
+[identity]
+cert_file = "{cert}"
+key_file = "{key}"
+
+[token_service]
+url = "{ts}"
+ca_file = "{ca}"
+timeout_secs = 3
+
+[sts]
+region = "eu-central-1"
+endpoint = "{sts}"
+timeout_secs = 3
+
+{roles}
+{extra}
+"#,
+            server = o.0,
+            cert = self.pki.cert_path().display(),
+            key = self.pki.key_path().display(),
+            ts = self.token_service.url(),
+            ca = self.pki.server_ca_path().display(),
+            sts = self.sts.endpoint(),
+            roles = o.1,
+            extra = o.2,
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(
+            Some((&self.toml(), "test.toml")),
+            &Overrides::default(),
+            &self.env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn start_sidecar(&mut self) {
+        let config = self.config();
+        let auth = serve::auth(&config).expect("auth");
+        let creds = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.sidecar = Some(
+            serve::start(&config, auth, creds, admin)
+                .await
+                .expect("start"),
+        );
+    }
+
+    pub fn sidecar(&self) -> &Sidecar {
+        self.sidecar.as_ref().expect("sidecar started")
+    }
+
+    pub fn credentials_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/v1/credentials",
+            self.sidecar().credentials_addr.port()
+        )
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{path}",
+            self.sidecar().admin_addr.port()
+        )
+    }
+
+    /// GET the default role's credentials with the right token.
+    pub async fn get_credentials(&self) -> Reply {
+        self.get(&self.credentials_url(), &[("authorization", AUTH_TOKEN)])
+            .await
+    }
+
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.http.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.expect("body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Waits (in tokio time) until the sidecar reports ready.
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.sidecar().admin.is_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "sidecar never became ready: {}",
+            self.get(&self.admin_url("/status"), &[]).await.body
+        );
+    }
+}
+
+fn options_toml(o: &Options) -> (String, String, String) {
+    let roles = o.roles_toml.clone().unwrap_or_else(|| {
+        format!("[[role]]\narn = \"{ROLE_ARN}\"\nsession_name = \"my-app-0\"\n")
+    });
+    (o.server_toml.clone(), roles, o.extra_toml.clone())
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}

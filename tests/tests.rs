@@ -1,0 +1,18 @@
+//! The one integration test binary: sts-sidecar in-process on `127.0.0.1:0` against fake
+//! upstreams that speak the real protocols (token service over mTLS, STS query/XML).
+
+// Shared stack builder and HTTP helpers.
+mod support;
+
+// Table-driven configuration cases from tests/data/config_cases.toml.
+mod config;
+// The real Rust SDK container provider against the running server.
+mod sdk;
+// The credentials and admin endpoints end to end, cold start and coalescing.
+mod serve;
+// Paused-time refresh schedule, backoff, stale-while-failing, floor, readiness.
+mod refresh;
+// Instance identity rotation, including a key replaced before its certificate.
+mod rotation;
+// Marker secrets never reach logs, errors or Debug output.
+mod secrets;
