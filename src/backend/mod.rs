@@ -71,6 +71,9 @@ impl Credentials {
 pub enum Backend {
     /// STS `AssumeRoleWithWebIdentity` with an identity token.
     Sts(Sts),
+    /// A scripted backend for paused-time tests of the refresh policy.
+    #[cfg(any(test, feature = "test-util"))]
+    Scripted(crate::testing::scripted::Scripted),
 }
 
 impl Backend {
@@ -78,6 +81,8 @@ impl Backend {
     pub async fn fetch(&self) -> Result<Credentials, Error> {
         match self {
             Backend::Sts(sts) => sts.fetch().await,
+            #[cfg(any(test, feature = "test-util"))]
+            Backend::Scripted(s) => s.fetch().await,
         }
     }
 
@@ -85,6 +90,8 @@ impl Backend {
     pub async fn invalidate_token(&self) {
         match self {
             Backend::Sts(sts) => sts.token_source().invalidate().await,
+            #[cfg(any(test, feature = "test-util"))]
+            Backend::Scripted(s) => s.invalidate(),
         }
     }
 
@@ -92,6 +99,8 @@ impl Backend {
     pub fn role_arn(&self) -> &str {
         match self {
             Backend::Sts(sts) => sts.role_arn(),
+            #[cfg(any(test, feature = "test-util"))]
+            Backend::Scripted(s) => s.role_arn(),
         }
     }
 }
