@@ -40,7 +40,6 @@ const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
 const MIN_DELAY: Duration = Duration::from_millis(200);
 
 /// One published credential set, ready to send.
-#[derive(Debug)]
 pub struct Snapshot {
     /// The credentials.
     pub credentials: Credentials,
@@ -48,6 +47,20 @@ pub struct Snapshot {
     pub body: Bytes,
     /// Until when this snapshot may be served (expiry minus [`FLOOR`]).
     pub serve_until: Instant,
+}
+
+impl std::fmt::Debug for Snapshot {
+    // The body holds the secret key and session token: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("credentials", &self.credentials)
+            .field(
+                "body",
+                &format_args!("<{} bytes redacted>", self.body.len()),
+            )
+            .field("serve_until", &self.serve_until)
+            .finish()
+    }
 }
 
 /// A reader's handle on one role.

@@ -34,6 +34,8 @@ pub enum StsReply {
     Slow(Duration),
     /// 200 with a body that is not the expected XML.
     MalformedXml,
+    /// `InvalidIdentityToken` whose message repeats the token (to prove it is scrubbed).
+    EchoToken,
 }
 
 impl StsReply {
@@ -301,6 +303,13 @@ impl State {
                 Duration::from_secs(duration)
             }
             StsReply::Error(status, code, message) => return error(status, &code, &message),
+            StsReply::EchoToken => {
+                return error(
+                    400,
+                    "InvalidIdentityToken",
+                    &format!("Token {token} is not valid"),
+                );
+            }
             StsReply::MalformedXml => {
                 return reply(200, "text/xml", "<AssumeRoleWithWebIdentityResponse><oops");
             }

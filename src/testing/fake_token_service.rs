@@ -39,6 +39,8 @@ pub enum TokenReply {
     NotJwt,
     /// Wait this long, then answer with a valid JWT.
     Slow(Duration),
+    /// This status, content type and body.
+    Custom(u16, String, String),
 }
 
 /// A running fake token service.
@@ -215,6 +217,7 @@ impl State {
             ),
             TokenReply::Empty => reply(200, "text/plain;charset=UTF-8", ""),
             TokenReply::NotJwt => reply(200, "text/plain;charset=UTF-8", "this is not a token"),
+            TokenReply::Custom(status, content_type, body) => reply(status, &content_type, body),
         }
     }
 
