@@ -1,1 +1,174 @@
+//! Table-driven configuration cases from `tests/data/config_cases.toml`: file, environment and
+//! flags in; the typed config or every expected error out.
 
+use std::collections::HashMap;
+
+use sts_sidecar::config::{AuthSource, Config, Overrides};
+
+#[derive(serde::Deserialize)]
+struct Cases {
+    defaults: Defaults,
+    case: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Defaults {
+    env: HashMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    file: Option<String>,
+    #[serde(default)]
+    env: HashMap<String, String>,
+    #[serde(default)]
+    flags: HashMap<String, String>,
+    expect: Option<HashMap<String, String>>,
+    error_contains: Option<Vec<String>>,
+}
+
+fn overrides(flags: &HashMap<String, String>) -> Overrides {
+    let mut o = Overrides::default();
+    for (k, v) in flags {
+        let v = Some(v.clone());
+        match k.as_str() {
+            "listen" => o.listen = v,
+            "admin_listen" => o.admin_listen = v,
+            "token_service_url" => o.token_service_url = v,
+            "token_service_ca" => o.token_service_ca = v,
+            "cert_file" => o.cert_file = v,
+            "key_file" => o.key_file = v,
+            "role_arn" => o.role_arn = v,
+            "role_session_name" => o.role_session_name = v,
+            "duration" => o.duration = v,
+            "auth_token_file" => o.auth_token_file = v,
+            "sts_region" => o.sts_region = v,
+            "sts_endpoint" => o.sts_endpoint = v,
+            other => panic!("unknown flag {other} in a case"),
+        }
+    }
+    o
+}
+
+fn field(config: &Config, name: &str) -> String {
+    let role = &config.roles[0];
+    match name {
+        "listen" => config.listen.to_string(),
+        "admin_listen" => config.admin_listen.to_string(),
+        "role_arn" => role.arn.clone(),
+        "account_id" => role.account_id.clone(),
+        "session_name" => role.session_name.clone(),
+        "duration" => role.duration.as_secs().to_string(),
+        "alias" => role.alias.clone(),
+        "roles" => config.roles.len().to_string(),
+        "second_alias" => config.roles[1].alias.clone(),
+        "second_account" => config.roles[1].account_id.clone(),
+        "region" => config.sts.region.clone(),
+        "endpoint" => config.sts.endpoint.clone().unwrap_or_default(),
+        "token_service_url" => config.token_service.url.clone(),
+        "cert_file" => config.identity.cert_path.display().to_string(),
+        "cert_origin" => config.identity.cert_origin.clone(),
+        "max_connections" => config.limits.max_connections.to_string(),
+        "drain" => config.drain.as_secs().to_string(),
+        "auth" => match &config.auth {
+            AuthSource::Fixed(_) => "fixed".to_owned(),
+            AuthSource::File(p) => format!("file:{}", p.display()),
+        },
+        other => panic!("unknown expectation {other}"),
+    }
+}
+
+#[test]
+fn config_cases() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/config_cases.toml"
+    ))
+    .expect("cases");
+    let cases: Cases = toml::from_str(&text).expect("cases parse");
+    assert!(cases.case.len() >= 15);
+    for case in &cases.case {
+        let mut env = cases.defaults.env.clone();
+        env.extend(case.env.clone());
+        env.retain(|_, v| !v.is_empty());
+        let result = Config::parse(
+            case.file.as_deref().map(|f| (f, "case.toml")),
+            &overrides(&case.flags),
+            &env,
+        );
+        match (&case.expect, &case.error_contains, result) {
+            (Some(expect), None, Ok(config)) => {
+                for (name, want) in expect {
+                    assert_eq!(&field(&config, name), want, "{}: {name}", case.name);
+                }
+            }
+            (None, Some(wanted), Err(e)) => {
+                let text = e.to_string();
+                for want in wanted {
+                    assert!(
+                        text.contains(want.as_str()),
+                        "{}: missing {want:?} in\n{text}",
+                        case.name
+                    );
+                }
+            }
+            (_, _, Ok(config)) => panic!("{}: expected an error, got {config:?}", case.name),
+            (_, _, Err(e)) => panic!("{}: unexpected error\n{e}", case.name),
+        }
+    }
+}
+
+#[test]
+fn reads_the_file_named_by_sts_sidecar_config() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[token_service]\nurl = \"https://c.example.com\"\n[[role]]\narn = \"arn:aws:iam::123456789012:role/x\"\n").expect("write");
+    let env: HashMap<String, String> = [
+        ("STS_SIDECAR_CONFIG", path.display().to_string()),
+        ("CF_INSTANCE_CERT", "/c".into()),
+        ("CF_INSTANCE_KEY", "/k".into()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "0123456789abcdef".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = Config::load(&Overrides::default(), &env).expect("loads");
+    assert_eq!(config.token_service.url, "https://c.example.com");
+    let missing = Overrides {
+        config: Some(dir.path().join("nope.toml")),
+        ..Overrides::default()
+    };
+    let e = Config::load(&missing, &env)
+        .expect_err("missing file")
+        .to_string();
+    assert!(
+        e.contains("--config: cannot read") && e.contains("nope.toml"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_shipped_config_files_parse() {
+    let env: HashMap<String, String> = [
+        ("CF_INSTANCE_CERT", "/c"),
+        ("CF_INSTANCE_KEY", "/k"),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "0123456789abcdef"),
+        ("VCAP_APPLICATION", r#"{"application_name":"a","organization_name":"o","space_name":"s","application_id":"1","organization_id":"2","space_id":"3"}"#),
+        ("CF_INSTANCE_INDEX", "0"),
+        ("CF_INSTANCE_GUID", "g"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for name in ["sts-sidecar.toml", "cf.toml"] {
+        let path = format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("config file");
+        Config::parse(Some((&text, name)), &Overrides::default(), &env)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

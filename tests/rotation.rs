@@ -58,7 +58,7 @@ async fn picks_up_a_rotation_without_restart_and_without_failed_requests() {
     let fetch = tokio::spawn({
         async move {
             let source = fetcher;
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             let result = source.token().await.map(|(t, _)| t);
             (result, started.elapsed())
         }

@@ -99,7 +99,8 @@ async fn refuses_bad_requests_with_json_errors() {
     let stack = Stack::start().await;
     let url = stack.credentials_url();
     let bearer = format!("Bearer {AUTH_TOKEN}");
-    let cases: Vec<(Vec<(&str, &str)>, &str, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (vec![], "", 401, "MissingAuthorization"),
         (
             vec![("authorization", "wrong")],
@@ -177,7 +178,7 @@ async fn answers_503_with_retry_after_while_upstreams_are_slow() {
         .push_reply(TokenReply::Slow(Duration::from_secs(4)));
     let mut stack = stack;
     stack.start_sidecar().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let r = stack.get_credentials().await;
     let waited = started.elapsed();
     assert_eq!(r.status, 503, "{}", r.body);

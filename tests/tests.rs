@@ -1,6 +1,8 @@
 //! The one integration test binary: sts-sidecar in-process on `127.0.0.1:0` against fake
 //! upstreams that speak the real protocols (token service over mTLS, STS query/XML).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 // Shared stack builder and HTTP helpers.
 mod support;
 

@@ -281,17 +281,17 @@ impl State {
                 "Token expired: current date/time is after the token's exp",
             );
         }
-        if !claims.aud.iter().any(|a| *a == self.audience) {
+        if !claims.aud.contains(&self.audience) {
             return error(400, "InvalidIdentityToken", "Incorrect token audience");
         }
-        if let Some(key) = self.trusted_key.lock().as_ref() {
-            if !super::jwt::verify(token, key) {
-                return error(
-                    400,
-                    "InvalidIdentityToken",
-                    "The web identity token signature could not be verified",
-                );
-            }
+        if let Some(key) = self.trusted_key.lock().as_ref()
+            && !super::jwt::verify(token, key)
+        {
+            return error(
+                400,
+                "InvalidIdentityToken",
+                "The web identity token signature could not be verified",
+            );
         }
         let next = self.next.lock().pop_front();
         let action = next.unwrap_or_else(|| self.default.lock().clone());

@@ -131,10 +131,10 @@ impl TokenService {
 
     fn client_for(&self, pair: &IdentityPair) -> Result<reqwest::Client, Error> {
         let mut slot = self.client.lock();
-        if let Some((cert, client)) = slot.as_ref() {
-            if *cert == pair.cert_pem {
-                return Ok(client.clone());
-            }
+        if let Some((cert, client)) = slot.as_ref()
+            && *cert == pair.cert_pem
+        {
+            return Ok(client.clone());
         }
         let setup = |detail: String| Error::Unreachable {
             url: self.token_url.clone(),
