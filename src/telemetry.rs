@@ -44,8 +44,10 @@ pub fn filter(spec: Option<&str>) -> Result<EnvFilter, String> {
 
 /// Installs the global subscriber. Returns an error naming the variable that is wrong.
 pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), String> {
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(spec)?)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format.map(str::trim) {
         None | Some("") | Some("plain") => builder.try_init(),

@@ -351,3 +351,83 @@ async fn creates_and_follows_an_authorization_token_file() {
         403
     );
 }
+
+async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let stack = Stack::start().await;
+    let big = "x".repeat(20 * 1024);
+    let request = format!(
+        "GET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+    );
+    let response = raw_request(stack.sidecar().credentials_addr, request.as_bytes()).await;
+    assert!(
+        response.starts_with("HTTP/1.1 431"),
+        "{}",
+        &response[..response.len().min(200)]
+    );
+    // The server keeps serving others.
+    assert_eq!(stack.get_credentials().await.status, 200);
+}
+
+#[tokio::test]
+async fn http_1_0_and_pipelined_requests_are_answered() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let addr = stack.sidecar().credentials_addr;
+    let one = raw_request(
+        addr,
+        format!("GET /v1/credentials HTTP/1.0\r\nAuthorization: {AUTH_TOKEN}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(one.starts_with("HTTP/1.0 200"), "{one}");
+    let two = format!(
+        "GET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\n\r\nGET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: wrong\r\nConnection: close\r\n\r\n"
+    );
+    let both = raw_request(addr, two.as_bytes()).await;
+    assert_eq!(both.matches("HTTP/1.1 200").count(), 1, "{both}");
+    assert_eq!(both.matches("HTTP/1.1 403").count(), 1, "{both}");
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stack = Stack::with(Options {
+        server_toml: "max_connections = 2\nheader_read_timeout_secs = 1".into(),
+        ..Options::default()
+    })
+    .await;
+    stack.wait_ready().await;
+    let addr = stack.sidecar().credentials_addr;
+    // Two slow clients take both slots, sending half a request each.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /v1/credentials HTTP/1.1\r\nHost: loc")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third client is not served while the cap is reached...
+    let third = stack.get_credentials();
+    let blocked = tokio::time::timeout(Duration::from_millis(500), third).await;
+    assert!(blocked.is_err(), "served beyond the connection cap");
+    // ...and is served once the header timeout (1 s) has cut the slow clients off.
+    let started = tokio::time::Instant::now();
+    assert_eq!(stack.get_credentials().await.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "slow client still connected");
+    }
+}

@@ -6,6 +6,8 @@
 // Shared stack builder and HTTP helpers.
 mod support;
 
+// The real binary: help, exit codes, signals.
+mod cli;
 // Table-driven configuration cases from tests/data/config_cases.toml.
 mod config;
 // The real Rust SDK container provider against the running server.
