@@ -67,6 +67,15 @@ async fn spawn_serve(
     listen: &str,
     extra_env: &[(&str, &str)],
 ) -> std::process::Child {
+    spawn_serve_via(stack, listen, &stack.sts.endpoint(), extra_env).await
+}
+
+async fn spawn_serve_via(
+    stack: &Stack,
+    listen: &str,
+    sts_endpoint: &str,
+    extra_env: &[(&str, &str)],
+) -> std::process::Child {
     let config = stack.config();
     let mut cmd = command();
     cmd.args(["serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
@@ -76,7 +85,7 @@ async fn spawn_serve(
             &stack.pki.server_ca_path().display().to_string(),
         ])
         .args(["--role-arn", "arn:aws:iam::123456789012:role/cli"])
-        .args(["--sts-endpoint", &stack.sts.endpoint()])
+        .args(["--sts-endpoint", sts_endpoint])
         .env("CF_INSTANCE_CERT", stack.pki.cert_path())
         .env("CF_INSTANCE_KEY", stack.pki.key_path())
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN)
@@ -166,4 +175,55 @@ async fn sigterm_and_sigint_stop_the_server_cleanly() {
             started.elapsed()
         );
     }
+}
+
+async fn first_status(stack: &Stack, listen: &str) -> u16 {
+    // Each 503 takes the 1.5 s cold-start grace, so bound the polling by time, not count.
+    let url = format!("http://{listen}/v1/credentials");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last = 0;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(r) = stack
+            .http
+            .get(&url)
+            .header("authorization", AUTH_TOKEN)
+            .send()
+            .await
+        {
+            last = r.status().as_u16();
+            if last != 503 {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn sts_calls_go_through_http_proxy_when_set() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let calls_before = stack.sts.calls();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // Nothing listens at the STS endpoint itself; only the "proxy" (the fake STS) can answer.
+    let child = spawn_serve_via(
+        &stack,
+        &listen,
+        "http://127.0.0.2:9",
+        &[("HTTP_PROXY", &stack.sts.endpoint())],
+    )
+    .await;
+    let status = first_status(&stack, &listen).await;
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let (_, err) = wait_exit(child).await;
+    assert_eq!(status, 200, "{err}");
+    assert_eq!(stack.sts.calls(), calls_before + 1);
 }

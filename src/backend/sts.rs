@@ -42,6 +42,7 @@ pub struct Sts {
 /// Builds an STS client from the usual AWS settings plus ours. Makes no network call.
 pub async fn client(settings: &StsSettings) -> aws_sdk_sts::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .no_credentials()
         .region(aws_config::Region::new(settings.region.clone()))
         .retry_config(RetryConfig::disabled())
@@ -55,6 +56,25 @@ pub async fn client(settings: &StsSettings) -> aws_sdk_sts::Client {
         loader = loader.endpoint_url(endpoint);
     }
     aws_sdk_sts::Client::new(&loader.load().await)
+}
+
+/// The SDK's default HTTPS client (rustls on aws-lc-rs), plus what it lacks by default: the
+/// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` variables.
+fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build()
+    })
 }
 
 impl Sts {
