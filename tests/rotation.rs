@@ -5,24 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sts_sidecar::metrics::Metrics;
 use sts_sidecar::testing::pki::KeyKind;
-use sts_sidecar::token::{Source, TokenService, TokenSource};
+use sts_sidecar::token::TokenSource;
 
-use crate::support::Stack;
+use crate::support::{Stack, token_source_for};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn token_source(stack: &Stack) -> TokenSource {
     let config = stack.config();
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        Duration::from_secs(3),
-    )
-    .expect("service");
-    TokenSource::new(Source::TokenService(service), Arc::new(Metrics::new()))
+    token_source_for(&config)
 }
 
 #[tokio::test]
@@ -170,14 +162,7 @@ async fn missing_files_name_the_variable_and_the_path() {
         sts_sidecar::config::Config::parse(Some((&toml, "t.toml")), &Default::default(), &env)
             .expect("config");
     assert_eq!(config.identity.cert_origin, "CF_INSTANCE_CERT");
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        Duration::from_secs(3),
-    )
-    .expect("service");
-    let e = TokenSource::new(Source::TokenService(service), Arc::new(Metrics::new()))
+    let e = token_source_for(&config)
         .token()
         .await
         .expect_err("missing")
@@ -225,14 +210,7 @@ async fn token_service_failures_are_named() {
         &stack.env,
     )
     .expect("config");
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        Duration::from_secs(3),
-    )
-    .expect("service");
-    let e = TokenSource::new(Source::TokenService(service), Arc::new(Metrics::new()))
+    let e = token_source_for(&config)
         .token()
         .await
         .expect_err("down")

@@ -3,7 +3,6 @@
 //! admin endpoints, or a `Debug` print.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sts_sidecar::testing::fake_sts::StsReply;
 use sts_sidecar::testing::fake_token_service::TokenReply;
@@ -86,19 +85,10 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         format!("{BODY_MARKER}.x.y"),
     ));
     let service_error = {
-        let config = stack.config();
-        let service = sts_sidecar::token::TokenService::new(
-            &config.token_service.url,
-            config.identity.clone(),
-            config.token_service.ca_file.as_deref(),
-            Duration::from_secs(3),
-        )
-        .expect("service");
-        let source = sts_sidecar::token::TokenSource::new(
-            sts_sidecar::token::Source::TokenService(service),
-            Arc::new(sts_sidecar::metrics::Metrics::new()),
-        );
-        let e = source.token().await.expect_err("bad body");
+        let e = crate::support::token_source_for(&stack.config())
+            .token()
+            .await
+            .expect_err("bad body");
         format!("{e} {e:?}")
     };
     let status = stack.get(&stack.admin_url("/status"), &[]).await.body;

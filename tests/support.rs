@@ -14,6 +14,22 @@ use tokio::net::TcpListener;
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/cf-myorg-myspace";
 pub const AUTH_TOKEN: &str = "test-authorization-token-0123456789abcdef";
 
+/// The token source the refresher would build from `config` (fresh cache, own metrics).
+pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
+    use sts_sidecar::token::{Source, TokenService, TokenSource};
+    let service = TokenService::new(
+        &config.token_service.url,
+        config.identity.clone(),
+        config.token_service.ca_file.as_deref(),
+        config.token_service.timeout,
+    )
+    .expect("token service client");
+    TokenSource::new(
+        Source::TokenService(service),
+        std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
+    )
+}
+
 pub struct Stack {
     pub pki: TestPki,
     pub token_service: FakeTokenService,
