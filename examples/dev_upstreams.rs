@@ -1,54 +1,118 @@
-//! Runs the fake upstreams for a local stack: a Diego-shaped PKI with an instance identity, the
-//! fake CF Identity Token Service over mTLS, and the fake STS (which verifies the token's
-//! signature). Writes the settings sts-sidecar needs as `KEY=value` lines to `--env-file` (and
-//! stdout), then serves until Ctrl-C. Used by `scripts/dev-stack.sh`.
+//! The dev token service (and, optionally, a fake STS) for a local stack, sharing the test fakes'
+//! code: a Diego-shaped PKI with an instance identity, the fake CF Identity Token Service over
+//! mTLS (`POST /token` → RS256 JWT, `/.well-known/openid-configuration`, `/token_keys`, 403
+//! without a client certificate), and unless `--no-sts` the fake STS. Writes the settings
+//! sts-sidecar needs as `KEY=value` lines to `--env-file` (and stdout), then serves until Ctrl-C
+//! or SIGTERM. Used by `interop/run.py` and docker-compose.
 //!
-//!     cargo run --features test-util --example dev_upstreams -- --env-file /tmp/upstreams.env
+//!     cargo run --features test-util --example dev_upstreams -- --help
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sts_sidecar::testing::fake_sts::FakeSts;
 use sts_sidecar::testing::fake_token_service::FakeTokenService;
-use sts_sidecar::testing::pki::{KeyKind, TestPki};
+use sts_sidecar::testing::pki::{CfIds, KeyKind, TestPki};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: dev_upstreams [options]
+  --env-file FILE              write the settings as KEY=value lines to FILE
+  --out-dir DIR                copy the instance certificate, key and CA there (default: a temp dir)
+  --token-service-listen ADDR  token service address (default 127.0.0.1:0)
+  --server-name NAME           extra DNS name in the upstreams' server certificate (repeatable)
+  --url-host HOST              host to put in TOKEN_SERVICE_URL (default: the listen address)
+  --no-sts                     do not start the fake STS (use moto or real STS instead)";
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
-    let mut env_file = None;
+    let (mut env_file, mut out_dir, mut url_host) = (None, None, None);
+    let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut names: Vec<String> = Vec::new();
+    let mut with_sts = true;
     while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
-            "--env-file" => env_file = args.next(),
+            "--env-file" => env_file = Some(PathBuf::from(value()?)),
+            "--out-dir" => out_dir = Some(PathBuf::from(value()?)),
+            "--token-service-listen" => listen = value()?.parse()?,
+            "--server-name" => names.push(value()?),
+            "--url-host" => url_host = Some(value()?),
+            "--no-sts" => with_sts = false,
             "-h" | "--help" => {
-                println!("usage: dev_upstreams [--env-file FILE]");
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
-    let pki = TestPki::new()?;
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pki = TestPki::with_server_names(CfIds::default(), &name_refs)?;
     pki.install(&pki.issue(KeyKind::RsaPkcs1, Duration::from_secs(24 * 3600))?)?;
-    let token_service = FakeTokenService::start(&pki).await?;
-    let sts = FakeSts::start(Some(token_service.public_key_der())).await?;
-    let settings = format!(
-        "CF_INSTANCE_CERT={}\nCF_INSTANCE_KEY={}\nTOKEN_SERVICE_URL={}\nTOKEN_SERVICE_CA={}\nSTS_ENDPOINT={}\nCF_SUBJECT={}\n",
-        pki.cert_path().display(),
-        pki.key_path().display(),
-        token_service.url(),
-        pki.server_ca_path().display(),
-        sts.endpoint(),
+    let (cert, key, ca) = match &out_dir {
+        None => (pki.cert_path(), pki.key_path(), pki.server_ca_path()),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let copy = |from: PathBuf, name: &str| -> Result<PathBuf, BoxError> {
+                let to = dir.join(name);
+                std::fs::copy(from, &to)?;
+                Ok(to)
+            };
+            (
+                copy(pki.cert_path(), "instance.crt")?,
+                copy(pki.key_path(), "instance.key")?,
+                copy(pki.server_ca_path(), "upstreams-ca.pem")?,
+            )
+        }
+    };
+    let token_service = FakeTokenService::start_on(&pki, listen).await?;
+    let url = match &url_host {
+        Some(host) => format!(
+            "https://{host}:{}",
+            token_service.url().rsplit(':').next().unwrap_or("443")
+        ),
+        None => token_service.url(),
+    };
+    let sts = if with_sts {
+        Some(FakeSts::start(Some(token_service.public_key_der())).await?)
+    } else {
+        None
+    };
+    let mut settings = format!(
+        "CF_INSTANCE_CERT={}\nCF_INSTANCE_KEY={}\nTOKEN_SERVICE_URL={url}\nTOKEN_SERVICE_CA={}\nCF_SUBJECT={}\n",
+        cert.display(),
+        key.display(),
+        ca.display(),
         pki.ids.subject(),
     );
+    if let Some(sts) = &sts {
+        settings.push_str(&format!("STS_ENDPOINT={}\n", sts.endpoint()));
+    }
     print!("{settings}");
     if let Some(path) = env_file {
-        let tmp = format!("{path}.tmp");
+        let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &settings)?;
         std::fs::rename(&tmp, &path)?;
     }
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            r = tokio::signal::ctrl_c() => r?,
+        }
+    }
+    #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     eprintln!(
-        "dev_upstreams: {} token requests, {} STS requests",
+        "dev_upstreams: {} token requests, {} fake STS requests",
         token_service.calls(),
-        sts.calls()
+        sts.as_ref().map_or(0, FakeSts::calls)
     );
     Ok(())
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Every check CI runs, on a fresh machine too: formatting, clippy with -D warnings, all tests
-# (unit, integration against the in-process fakes, the real aws-config container provider), and
-# the local dev stack end to end. Needs Rust (cargo) and python3; fetches crates with cargo.
+# (unit, integration against the in-process fakes, the real aws-config container provider), the
+# interop suite (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the
+# real binary), the docker-compose file check, and the local stack end to end.
+# Needs Rust (cargo), python3 and node/npm; installs crates, a .venv and interop/js/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "scripts/test.sh: needs Rust (cargo) on PATH" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "scripts/test.sh: needs python3 (used by scripts/dev-stack.sh)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "scripts/test.sh: needs python3 (interop suite, local stack)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "scripts/test.sh: needs node and npm (AWS SDK for JavaScript v3 client)" >&2; exit 1; }
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
@@ -17,5 +20,7 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --locked
-echo "==> scripts/dev-stack.sh --check"
+echo "==> interop suite (python3 interop/run.py test)"
+python3 interop/run.py test
+echo "==> local stack (scripts/dev-stack.sh --check)"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check

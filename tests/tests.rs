@@ -8,6 +8,8 @@ mod support;
 
 // The real binary: help, exit codes, signals.
 mod cli;
+// The fakes answer like the real upstreams.
+mod fakes;
 // Table-driven configuration cases from tests/data/config_cases.toml.
 mod config;
 // The real Rust SDK container provider against the running server.

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::jwt::JwtSigner;
 use super::pki::TestPki;
-use super::{FakeRequest, reply, serve_fake};
+use super::{FakeRequest, reply, serve_fake_on};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -73,6 +73,11 @@ impl Drop for FakeTokenService {
 impl FakeTokenService {
     /// Starts on `127.0.0.1:0` with the PKI's server certificate, trusting its Diego root.
     pub async fn start(pki: &TestPki) -> Result<Self, BoxError> {
+        Self::start_on(pki, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(pki: &TestPki, addr: SocketAddr) -> Result<Self, BoxError> {
         let state = Arc::new(State {
             signer: JwtSigner::generate("first")?,
             issuer: Mutex::new(String::new()),
@@ -85,7 +90,7 @@ impl FakeTokenService {
             lifetime: Mutex::new(Duration::from_secs(12 * 3600)),
         });
         let handler_state = state.clone();
-        let (addr, task) = serve_fake(Some(pki.mtls_server_config()?), move |req| {
+        let (addr, task) = serve_fake_on(addr, Some(pki.mtls_server_config()?), move |req| {
             let state = handler_state.clone();
             async move { state.handle(req).await }
         })
@@ -165,7 +170,20 @@ impl State {
 
     async fn handle(&self, req: FakeRequest) -> Response<Full<Bytes>> {
         let path = req.head.uri.path();
+        // Like the real service, the issuer is the base URL the caller used.
+        if let Some(host) = req
+            .head
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            *self.issuer.lock() = format!("https://{host}");
+        }
         match (req.head.method.as_str(), path) {
+            ("GET", "/token_keys") => match self.signer.jwks() {
+                Ok(jwks) => reply(200, "application/json", jwks.to_string()),
+                Err(_) => reply(500, "text/plain", ""),
+            },
             ("GET", "/.well-known/openid-configuration") => {
                 let issuer = self.issuer.lock().clone();
                 let body = serde_json::json!({

@@ -62,6 +62,22 @@ impl JwtSigner {
     pub fn kid(&self) -> &str {
         &self.kid
     }
+
+    /// The public key as a JWKS document, as the real token service serves it at `/token_keys`
+    /// (`kty`, `e`, `kid`, `n`; no `use` or `alg`).
+    pub fn jwks(&self) -> Result<serde_json::Value, BoxError> {
+        use x509_cert::der::{Decode as _, Reader as _, SliceReader, asn1::UintRef};
+        let der = self.public_key_der();
+        let mut reader = SliceReader::new(&der)?;
+        let (n, e) = reader.sequence(|r| {
+            let n = UintRef::decode(r)?;
+            let e = UintRef::decode(r)?;
+            Ok((n.as_bytes().to_vec(), e.as_bytes().to_vec()))
+        })?;
+        Ok(
+            serde_json::json!({"keys": [{"kty": "RSA", "e": b64(&e), "kid": self.kid, "n": b64(&n)}]}),
+        )
+    }
 }
 
 /// Whether `token` carries a valid RS256 signature by the key `public_key_der` (PKCS#1 DER).

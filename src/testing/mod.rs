@@ -46,7 +46,20 @@ where
     H: Fn(FakeRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    serve_fake_on(SocketAddr::from(([127, 0, 0, 1], 0)), tls, handler).await
+}
+
+/// Like [`serve_fake`], on a chosen address (the dev stack and docker-compose use fixed ports).
+pub async fn serve_fake_on<H, F>(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: H,
+) -> Result<(SocketAddr, JoinHandle<()>), BoxError>
+where
+    H: Fn(FakeRequest) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {

@@ -115,6 +115,12 @@ impl TestPki {
 
     /// A new PKI for `ids`.
     pub fn for_instance(ids: CfIds) -> Result<Self, BoxError> {
+        Self::with_server_names(ids, &[])
+    }
+
+    /// A new PKI whose upstream server certificate also names `server_names` (besides
+    /// `localhost` and `127.0.0.1`), e.g. a docker-compose service name.
+    pub fn with_server_names(ids: CfIds, server_names: &[&str]) -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
 
         let root_key = KeyPair::generate()?;
@@ -137,8 +143,9 @@ impl TestPki {
         let server_ca_cert = server_ca_params.self_signed(&server_ca_key)?;
         let server_ca = Issuer::new(server_ca_params, server_ca_key);
         let server_key = KeyPair::generate()?;
-        let mut server_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        names.extend(server_names.iter().map(|n| (*n).to_owned()));
+        let mut server_params = CertificateParams::new(names)?;
         server_params
             .distinguished_name
             .push(DnType::CommonName, "fake upstream");

@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""sts-sidecar interop suite and local stack.
+
+Real clients nobody here wrote get credentials from the real sts-sidecar binary. The binary takes
+the flags a CF manifest would use. STS and the AWS API are played by the emulator moto, and the
+CF Identity Token Service by the dev token service (examples/dev_upstreams.rs, over mTLS).
+
+    python3 interop/run.py test                  every client, token variant and scenario
+    python3 interop/run.py test --client boto3 --scenario identity
+    python3 interop/run.py stack                 the whole chain until Ctrl-C
+    python3 interop/run.py stack --check         the chain, one SDK call, then stop
+
+The first run creates .venv (pinned interop/requirements.txt) and interop/js/node_modules (from
+package-lock.json); later runs reuse them while the pins are unchanged. Only loopback is used:
+every client runs with an empty HOME, no AWS credentials of any other kind, and
+AWS_EC2_METADATA_DISABLED=true.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv")
+JS_DIR = os.path.join(ROOT, "interop", "js")
+REQUIREMENTS = os.path.join(ROOT, "interop", "requirements.txt")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "debug")
+
+ACCOUNT = "123456789012"
+ORG, SPACE, APP = "demo-org", "dev", "movie-app"
+ROLE_TEMPLATE = f"arn:aws:iam::{ACCOUNT}:role/cf-{{org}}-{{space}}"
+EXPECTED_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/cf-{ORG}-{SPACE}/{APP}-0"
+TABLE = f"{ORG}-{SPACE}-movie"
+TITLES = sorted(["Inception", "The Matrix", "Interstellar"])
+CLIENT_TIMEOUT = 60
+
+
+def log(message):
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def run(cmd, **kwargs):
+    subprocess.run(cmd, check=True, **kwargs)
+
+
+# ---------------------------------------------------------------- installation (idempotent)
+
+def ensure_python():
+    marker = os.path.join(VENV, ".interop-requirements.sha256")
+    want = sha256_file(REQUIREMENTS)
+    if os.path.exists(marker) and open(marker).read().strip() == want:
+        return
+    log("installing Python packages into .venv (moto, boto3, awscli; pinned)")
+    if not os.path.exists(os.path.join(VENV, "bin", "python")):
+        run([sys.executable, "-m", "venv", VENV])
+    run([os.path.join(VENV, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check",
+         "-r", REQUIREMENTS])
+    with open(marker, "w") as f:
+        f.write(want)
+
+
+def ensure_node():
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SystemExit("interop: needs node and npm on PATH (the AWS SDK for JavaScript v3 client)")
+    marker = os.path.join(JS_DIR, "node_modules", ".interop-lock.sha256")
+    want = sha256_file(os.path.join(JS_DIR, "package-lock.json"))
+    if os.path.exists(marker) and open(marker).read().strip() == want:
+        return
+    log("installing npm packages into interop/js/node_modules (npm ci)")
+    run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR)
+    with open(marker, "w") as f:
+        f.write(want)
+
+
+def build():
+    log("building sts-sidecar, the dev token service and the Rust client (debug)")
+    run(["cargo", "build", "--quiet", "--features", "test-util", "--bin", "sts-sidecar",
+         "--example", "dev_upstreams", "--example", "interop_client"], cwd=ROOT)
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Processes this script started; stopped (by PID) on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, cmd, env=None, log_path=None):
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, proc, sig=signal.SIGINT):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self):
+        for _, proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def wait_until(what, check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"interop: {what} did not come up within {timeout}s")
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def tcp_open(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+class Stack:
+    """moto, the dev token service and sts-sidecar, all on loopback."""
+
+    def __init__(self, procs, work, listen=None, admin=None):
+        self.procs, self.work = procs, work
+        self.moto_port = free_port()
+        self.listen = listen or f"127.0.0.1:{free_port()}"
+        self.admin = admin or f"127.0.0.1:{free_port()}"
+        self.token_file = os.path.join(work, "sts-sidecar-token")
+
+    def start(self):
+        log(f"starting moto (STS and DynamoDB emulator) on 127.0.0.1:{self.moto_port}")
+        self.procs.start("moto", [os.path.join(VENV, "bin", "moto_server"), "-H", "127.0.0.1",
+                                  "-p", str(self.moto_port)], log_path=os.path.join(self.work, "moto.log"))
+        env_file = os.path.join(self.work, "upstreams.env")
+        log("starting the dev token service (mTLS, Diego-shaped PKI)")
+        self.procs.start("dev_upstreams", [os.path.join(BIN, "examples", "dev_upstreams"), "--no-sts",
+                                           "--env-file", env_file],
+                         log_path=os.path.join(self.work, "dev_upstreams.log"))
+        wait_until("moto", lambda: tcp_open(self.moto_port))
+        wait_until("the dev token service", lambda: os.path.exists(env_file))
+        self.upstreams = dict(line.split("=", 1) for line in open(env_file).read().splitlines() if "=" in line)
+        self.sidecar = self.start_sidecar(self.listen, self.admin, self.upstreams["TOKEN_SERVICE_URL"], "sidecar.log")
+        wait_until("sts-sidecar /ready", lambda: http_ok(f"http://{self.admin}/ready"))
+        with open(self.token_file) as f:
+            self.token = f.read()
+        return self
+
+    def start_sidecar(self, listen, admin, token_service_url, log_name):
+        log(f"starting sts-sidecar on {listen} (admin {admin})")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "CF_INSTANCE_CERT": self.upstreams["CF_INSTANCE_CERT"],
+            "CF_INSTANCE_KEY": self.upstreams["CF_INSTANCE_KEY"],
+            "CF_INSTANCE_INDEX": "0",
+            "VCAP_APPLICATION": json.dumps({
+                "application_name": APP, "application_id": "app-guid", "organization_name": ORG,
+                "organization_id": "org-guid", "space_name": SPACE, "space_id": "space-guid"}),
+            "STS_SIDECAR_LOG": "info",
+        }
+        cmd = [os.path.join(BIN, "sts-sidecar"), "serve",
+               "--listen", listen, "--admin-listen", admin,
+               "--token-service-url", token_service_url,
+               "--token-service-ca", self.upstreams["TOKEN_SERVICE_CA"],
+               "--role-arn", ROLE_TEMPLATE,
+               "--auth-token-file", self.token_file,
+               "--sts-region", "us-east-1",
+               "--sts-endpoint", f"http://127.0.0.1:{self.moto_port}"]
+        return self.procs.start("sts-sidecar", cmd, env=env, log_path=os.path.join(self.work, log_name))
+
+    def client_env(self, variant, token=None, listen=None):
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.path.join(self.work, "home"),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://{listen or self.listen}/v1/credentials",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NODE_NO_WARNINGS": "1",
+        }
+        os.makedirs(env["HOME"], exist_ok=True)
+        if variant == "file":
+            env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = self.token_file
+        else:
+            env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token if token is not None else self.token
+        return env
+
+
+# ---------------------------------------------------------------- clients
+
+def run_client_cmd(cmd, env):
+    started = time.monotonic()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None, f"hung: no answer within {CLIENT_TIMEOUT}s", time.monotonic() - started
+    elapsed = time.monotonic() - started
+    if p.returncode != 0:
+        return None, (p.stderr.strip().splitlines() or ["(no output)"])[-1], elapsed
+    return p.stdout, "", elapsed
+
+
+def sdk_client(argv):
+    def call(scenario, env):
+        out, err, elapsed = run_client_cmd(argv + [scenario] + ([TABLE] if scenario == "movies" else []), env)
+        return (json.loads(out.strip().splitlines()[-1]) if out is not None else None), err, elapsed
+    return call
+
+
+def aws_cli(scenario, env):
+    aws = [os.path.join(VENV, "bin", "aws"), "--output", "json"]
+    total = 0.0
+    if scenario == "identity":
+        out, err, elapsed = run_client_cmd(aws + ["sts", "get-caller-identity"], env)
+        return ({"arn": json.loads(out)["Arn"]} if out is not None else None), err, elapsed
+    steps = [
+        (["dynamodb", "delete-table", "--table-name", TABLE], True),
+        (["dynamodb", "create-table", "--table-name", TABLE,
+          "--key-schema", "AttributeName=title,KeyType=HASH",
+          "--attribute-definitions", "AttributeName=title,AttributeType=S",
+          "--billing-mode", "PAY_PER_REQUEST"], False),
+    ] + [(["dynamodb", "put-item", "--table-name", TABLE, "--item", json.dumps({"title": {"S": t}})], False)
+         for t in ["Inception", "The Matrix", "Interstellar"]]
+    for args, may_fail in steps:
+        out, err, elapsed = run_client_cmd(aws + args, env)
+        total += elapsed
+        if out is None and not (may_fail and "ResourceNotFoundException" in err):
+            return None, err, total
+    out, err, elapsed = run_client_cmd(aws + ["dynamodb", "scan", "--table-name", TABLE], env)
+    total += elapsed
+    if out is None:
+        return None, err, total
+    return {"titles": sorted(i["title"]["S"] for i in json.loads(out)["Items"])}, "", total
+
+
+CLIENTS = {
+    "boto3": sdk_client([os.path.join(VENV, "bin", "python"), os.path.join(ROOT, "interop", "boto3_client.py")]),
+    "awscli": aws_cli,
+    "js-v3": sdk_client(["node", os.path.join(JS_DIR, "client.mjs")]),
+    "rust": sdk_client([os.path.join(BIN, "examples", "interop_client")]),
+}
+
+
+def client_versions():
+    versions = {}
+    py = os.path.join(VENV, "bin", "python")
+    out = subprocess.run([py, "-c", "import boto3, botocore, moto; print(boto3.__version__, botocore.__version__, moto.__version__)"],
+                         capture_output=True, text=True).stdout.split()
+    if len(out) == 3:
+        versions.update({"boto3": out[0], "botocore": out[1], "moto": out[2]})
+    cli = subprocess.run([os.path.join(VENV, "bin", "aws"), "--version"], capture_output=True, text=True)
+    versions["awscli"] = (cli.stdout or cli.stderr).split()[0].split("/")[-1] if (cli.stdout or cli.stderr) else "?"
+    lock = json.load(open(os.path.join(JS_DIR, "package-lock.json")))
+    for name in ["@aws-sdk/client-sts", "@aws-sdk/client-dynamodb", "@aws-sdk/credential-provider-node"]:
+        entry = lock.get("packages", {}).get(f"node_modules/{name}")
+        if entry:
+            versions[name] = entry["version"]
+    versions["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    cargo_lock = open(os.path.join(ROOT, "Cargo.lock")).read()
+    for crate in ["aws-config", "aws-sdk-sts", "aws-sdk-dynamodb"]:
+        m = re.search(rf'name = "{crate}"\nversion = "([^"]+)"', cargo_lock)
+        if m:
+            versions[crate] = m.group(1)
+    return versions
+
+
+# ---------------------------------------------------------------- the suite
+
+NEGATIVE = {
+    "wrong-token": r"403|InvalidAuthorization",
+    "not-ready": r"503|CredentialsUnavailable|not available",
+    "stopped": r"(?i)refused|could not connect|ECONNREFUSED",
+}
+
+
+def suite(args):
+    ensure_python()
+    ensure_node()
+    build()
+    procs = Processes()
+    work = tempfile.mkdtemp(prefix="sts-sidecar-interop-")
+    results = []
+    started = time.monotonic()
+    try:
+        stack = Stack(procs, work).start()
+        clients = args.client or list(CLIENTS)
+        scenarios = args.scenario or ["identity", "movies"] + list(NEGATIVE)
+        for name in clients:
+            if name not in CLIENTS:
+                raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
+        for scenario in scenarios:
+            if scenario not in ["identity", "movies", *NEGATIVE]:
+                raise SystemExit(f"interop: unknown scenario {scenario!r}")
+        positive = [s for s in scenarios if s in ("identity", "movies")]
+        for name in clients:
+            for variant in ["env", "file"]:
+                for scenario in positive:
+                    got, err, elapsed = CLIENTS[name](scenario, stack.client_env(variant))
+                    want = {"arn": EXPECTED_ARN} if scenario == "identity" else {"titles": TITLES}
+                    ok = got == want
+                    detail = (got.get("arn") or ", ".join(got.get("titles", []))) if ok else (err or f"got {got}, want {want}")
+                    results.append((name, variant, scenario, ok, elapsed, detail))
+        negatives = [s for s in scenarios if s in NEGATIVE]
+        if negatives:
+            not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            # A sidecar whose token service never answers: it never becomes ready.
+            dead = stack.start_sidecar(not_ready_listen, not_ready_admin, f"https://127.0.0.1:{free_port()}", "not-ready.log")
+            wait_until("the not-ready sidecar", lambda: tcp_open(int(not_ready_listen.rsplit(":", 1)[1])))
+            stopped_listen = f"127.0.0.1:{free_port()}"
+            envs = {
+                "wrong-token": stack.client_env("env", token="wrong-" + secrets.token_urlsafe(16)),
+                "not-ready": stack.client_env("env", listen=not_ready_listen),
+                "stopped": stack.client_env("env", listen=stopped_listen),
+            }
+            for name in clients:
+                for scenario in negatives:
+                    got, err, elapsed = CLIENTS[name]("identity", envs[scenario])
+                    ok = got is None and re.search(NEGATIVE[scenario], err) is not None and elapsed < CLIENT_TIMEOUT
+                    detail = err if got is None else f"unexpectedly succeeded: {got}"
+                    results.append((name, "env", scenario, ok, elapsed, detail))
+            procs.stop(dead)
+    finally:
+        procs.stop_all()
+        if args.keep:
+            log(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"{'':4} {'client':7} {'token':5} {'scenario':12} {'time':>6}  detail")
+    for name, variant, scenario, ok, elapsed, detail in results:
+        print(f"{'PASS' if ok else 'FAIL':4} {name:7} {variant:5} {scenario:12} {elapsed:5.1f}s  {detail[:150]}")
+    print()
+    for k, v in client_versions().items():
+        print(f"  {k} {v}")
+    passed = sum(1 for r in results if r[3])
+    failed = len(results) - passed
+    print(f"\nsuite time {time.monotonic() - started:.1f}s")
+    print(f"interop: {passed} passed, {failed} failed")
+    return 1 if failed or not results else 0
+
+
+def stack_mode(args):
+    ensure_python()
+    build()
+    procs = Processes()
+    work = tempfile.mkdtemp(prefix="sts-sidecar-stack-")
+    try:
+        stack = Stack(procs, work, listen=os.environ.get("LISTEN", "127.0.0.1:61679"),
+                      admin=os.environ.get("ADMIN_LISTEN", "127.0.0.1:61680")).start()
+        print(f"""
+The whole chain runs locally: dev token service (mTLS) -> sts-sidecar -> moto (STS, DynamoDB).
+Your app would export:
+
+  export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{stack.listen}/v1/credentials
+  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={stack.token_file}
+  export AWS_ENDPOINT_URL=http://127.0.0.1:{stack.moto_port}   # moto; not needed against real AWS
+  export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+
+Admin: http://{stack.admin}/status  http://{stack.admin}/metrics
+""", flush=True)
+        got, err, _ = CLIENTS["boto3"]("identity", stack.client_env("file"))
+        if got != {"arn": EXPECTED_ARN}:
+            print(f"boto3 sts.get_caller_identity() failed: {err or got}", file=sys.stderr)
+            return 1
+        print(f"boto3 sts.get_caller_identity() through sts-sidecar: {got['arn']}", flush=True)
+        if args.check:
+            return 0
+        print("\nRunning; Ctrl-C stops everything this script started.", flush=True)
+        try:
+            while stack.sidecar.poll() is None:
+                time.sleep(0.5)
+            print(f"sts-sidecar exited ({stack.sidecar.returncode}); see {work}/sidecar.log", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    t = sub.add_parser("test", help="run the interop suite")
+    t.add_argument("--client", action="append", help=f"only this client ({', '.join(CLIENTS)}); repeatable")
+    t.add_argument("--scenario", action="append",
+                   help="only this scenario (identity, movies, wrong-token, not-ready, stopped); repeatable")
+    t.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
+    s = sub.add_parser("stack", help="run the local stack")
+    s.add_argument("--check", action="store_true", help="stop after the SDK call")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(suite(args) if args.mode == "test" else stack_mode(args))
+
+
+if __name__ == "__main__":
+    main()
