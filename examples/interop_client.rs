@@ -42,13 +42,12 @@ async fn movies(
     table: &str,
 ) -> Result<serde_json::Value, BoxError> {
     let db = aws_sdk_dynamodb::Client::new(config);
-    if let Err(e) = db.delete_table().table_name(table).send().await {
-        if !e
+    if let Err(e) = db.delete_table().table_name(table).send().await
+        && !e
             .as_service_error()
             .is_some_and(|s| s.is_resource_not_found_exception())
-        {
-            return Err(e.into());
-        }
+    {
+        return Err(e.into());
     }
     db.create_table()
         .table_name(table)
