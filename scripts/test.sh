@@ -22,5 +22,7 @@ echo "==> cargo test"
 cargo test --locked
 echo "==> interop suite (python3 interop/run.py test)"
 python3 interop/run.py test
+echo "==> docker-compose.yml check"
+.venv/bin/python interop/check_compose.py
 echo "==> local stack (scripts/dev-stack.sh --check)"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check
