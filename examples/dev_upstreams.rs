@@ -23,7 +23,10 @@ const USAGE: &str = "usage: dev_upstreams [options]
   --token-service-listen ADDR  token service address (default 127.0.0.1:0)
   --server-name NAME           extra DNS name in the upstreams' server certificate (repeatable)
   --url-host HOST              host to put in TOKEN_SERVICE_URL (default: the listen address)
-  --no-sts                     do not start the fake STS (use moto or real STS instead)";
+  --no-sts                     do not start the fake STS (use moto or real STS instead)
+  --pki-only                   write the Diego-shaped test PKI to --out-dir and exit:
+                               diego-root-ca.pem, diego-intermediate-ca.pem, instance.crt
+                               (leaf + intermediate), instance.key (PKCS#1), upstreams-ca.pem";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
@@ -32,6 +35,7 @@ async fn main() -> Result<(), BoxError> {
     let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
     let mut names: Vec<String> = Vec::new();
     let mut with_sts = true;
+    let mut pki_only = false;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -44,6 +48,7 @@ async fn main() -> Result<(), BoxError> {
             "--server-name" => names.push(value()?),
             "--url-host" => url_host = Some(value()?),
             "--no-sts" => with_sts = false,
+            "--pki-only" => pki_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -70,6 +75,20 @@ async fn main() -> Result<(), BoxError> {
             )
         }
     };
+    if pki_only {
+        let dir = out_dir.ok_or("--pki-only needs --out-dir DIR")?;
+        std::fs::write(dir.join("diego-root-ca.pem"), pki.root_pem())?;
+        std::fs::write(
+            dir.join("diego-intermediate-ca.pem"),
+            pki.intermediate_pem(),
+        )?;
+        println!(
+            "wrote the test PKI for {} to {}",
+            pki.ids.subject(),
+            dir.display()
+        );
+        return Ok(());
+    }
     let token_service = FakeTokenService::start_on(&pki, listen).await?;
     let url = match &url_host {
         Some(host) => format!(
