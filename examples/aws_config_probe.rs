@@ -8,8 +8,20 @@ use aws_credential_types::provider::ProvideCredentials as _;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
-    match provider.provide_credentials().await {
+    // `imds` as the first argument uses the SDK's IMDS provider instead (it reads
+    // AWS_EC2_METADATA_SERVICE_ENDPOINT).
+    let result = if std::env::args().nth(1).as_deref() == Some("imds") {
+        aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+            .build()
+            .provide_credentials()
+            .await
+    } else {
+        aws_config::ecs::EcsCredentialsProvider::builder()
+            .build()
+            .provide_credentials()
+            .await
+    };
+    match result {
         Ok(creds) => {
             let expiry = creds
                 .expiry()

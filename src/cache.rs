@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub credentials: Credentials,
     /// The container-credentials JSON, rendered once.
     pub body: Bytes,
+    /// The IMDS credentials JSON, rendered once.
+    pub imds_body: Bytes,
     /// Until when this snapshot may be served (expiry minus [`FLOOR`]).
     pub serve_until: Instant,
 }
@@ -301,6 +303,7 @@ impl Refresher {
         }
         let snapshot = Snapshot {
             body: Bytes::from(creds.container_json()),
+            imds_body: Bytes::from(creds.imds_json(clock::now_unix())),
             serve_until: Instant::now() + (lifetime - FLOOR),
             credentials: creds,
         };

@@ -33,6 +33,72 @@ pub enum Command {
     ///   AWS_CONTAINER_AUTHORIZATION_TOKEN=<the same token the sidecar uses>
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Run COMMAND with credentials: start the server on an ephemeral loopback port with a fresh
+    /// random token, wait for the first credentials, run COMMAND with
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN set (other AWS
+    /// credential variables removed), forward SIGINT/SIGTERM/SIGHUP, and exit with its code
+    /// (128+signal if it was killed).
+    ///
+    /// On Cloud Foundry, a start command like
+    ///   sts-sidecar exec --token-service-url URL --role-arn ARN -- java -jar app.jar
+    /// needs no sidecar entry at all.
+    #[command(verbatim_doc_comment)]
+    Exec(ExecArgs),
+    /// Print credentials as credential_process Version 1 JSON, for ~/.aws/config:
+    ///   [profile app]
+    ///   credential_process = sts-sidecar credential-process
+    /// Asks a running sidecar when AWS_CONTAINER_CREDENTIALS_FULL_URI (and its token) are set,
+    /// otherwise does the exchange itself once with the serve flags. Diagnostics go to stderr.
+    #[command(verbatim_doc_comment)]
+    CredentialProcess(CredentialProcessArgs),
+    /// Diagnose the setup: print the effective configuration (redacted), the certificate's subject
+    /// and expiry, the identity token's claims, and assume every role; say what to fix for each
+    /// failure. Exit 0 only when every step passed. With --wait SECS, instead poll a running
+    /// sidecar's /ready (for start scripts).
+    #[command(verbatim_doc_comment)]
+    Check(CheckArgs),
+}
+
+/// Flags of `exec`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// The serve flags (--listen and --admin-listen default to ephemeral ports here).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Point the child at this role (by alias) instead of the default role
+    #[arg(long, value_name = "ALIAS")]
+    pub role: Option<String>,
+    /// Seconds to wait for the first credentials before giving up
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub ready_timeout: u64,
+    /// The command to run, after --
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Flags of `credential-process`.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialProcessArgs {
+    /// The serve flags, used when no sidecar is running.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The role's alias (default: the default role)
+    #[arg(long, value_name = "ALIAS")]
+    pub role: Option<String>,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The serve flags to check.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Only this role (by alias)
+    #[arg(long, value_name = "ALIAS")]
+    pub role: Option<String>,
+    /// Poll a running sidecar's /ready (at --admin-listen) for up to SECS seconds instead
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<u64>,
 }
 
 /// Flags of `serve`.
@@ -80,6 +146,10 @@ pub struct ServeArgs {
     /// STS endpoint URL [default: $AWS_ENDPOINT_URL_STS, else the regional endpoint]
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: Option<String>,
+    /// Also emulate IMDSv2 on the credentials listener, for code that only knows the EC2
+    /// metadata service (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://<listen address>)
+    #[arg(long)]
+    pub imds: bool,
 }
 
 impl ServeArgs {
@@ -99,6 +169,8 @@ impl ServeArgs {
             auth_token_file: self.auth_token_file.clone(),
             sts_region: self.sts_region.clone(),
             sts_endpoint: self.sts_endpoint.clone(),
+            imds: self.imds.then(|| "true".to_owned()),
+            fresh_auth_token: false,
         }
     }
 }

@@ -122,6 +122,11 @@ pub struct Overrides {
     pub sts_region: Option<String>,
     /// `--sts-endpoint`
     pub sts_endpoint: Option<String>,
+    /// `--imds` ("true" when given)
+    pub imds: Option<String>,
+    /// Ignore configured authorization tokens and use a fresh random one (`exec`, `check`,
+    /// `credential-process`: nothing outside this process needs to know it).
+    pub fresh_auth_token: bool,
 }
 
 /// Where the authorization token comes from.
@@ -168,6 +173,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Whether non-loopback addresses were allowed.
     pub allow_non_loopback: bool,
+    /// Whether the IMDSv2 emulation is on.
+    pub imds: bool,
+    /// Whether IMDSv1 (GETs without a session token) is allowed too.
+    pub imds_v1: bool,
     /// The authorization token.
     pub auth: AuthSource,
     /// Connection limits.
@@ -508,20 +517,35 @@ impl<'a> Parser<'a> {
         let drain = self.file_value(&mut server, "drain_secs", Kind::Uint);
         let drain = self.layered(&None, "drain_secs", drain);
         let drain = self.uint(drain, DEFAULT_DRAIN_SECS, 0, 300);
+        let imds = self.file_value(&mut server, "imds", Kind::Bool);
+        let imds = self.layered(&flags.imds, "imds", imds);
+        let imds = self.boolean(imds);
+        let imds_v1 = self.file_value(&mut server, "imds_v1", Kind::Bool);
+        let imds_v1 = self.layered(&None, "imds_v1", imds_v1);
+        let imds_v1 = self.boolean(imds_v1);
+        if imds_v1 && !imds {
+            self.problem("server.imds_v1", "needs server.imds = true (or --imds)");
+        }
         self.finish(server);
 
-        let auth = match token_file {
-            Some(f) if !f.value.trim().is_empty() => Some(AuthSource::File(PathBuf::from(f.value))),
-            _ => match self.env.var(ENV_AUTH_TOKEN) {
-                Some(t) if !t.is_empty() => Some(AuthSource::Fixed(AuthToken::new(t))),
-                _ => {
-                    self.problem(
+        let auth = if flags.fresh_auth_token {
+            Some(AuthSource::Fixed(crate::server::auth::generate()))
+        } else {
+            match token_file {
+                Some(f) if !f.value.trim().is_empty() => {
+                    Some(AuthSource::File(PathBuf::from(f.value)))
+                }
+                _ => match self.env.var(ENV_AUTH_TOKEN) {
+                    Some(t) if !t.is_empty() => Some(AuthSource::Fixed(AuthToken::new(t))),
+                    _ => {
+                        self.problem(
                         "server.auth_token_file",
                         format!("no authorization token: set {ENV_AUTH_TOKEN} (shared with the app) or --auth-token-file FILE"),
                     );
-                    None
-                }
-            },
+                        None
+                    }
+                },
+            }
         };
 
         // [identity]
@@ -603,6 +627,8 @@ impl<'a> Parser<'a> {
             listen,
             admin_listen,
             allow_non_loopback,
+            imds,
+            imds_v1,
             auth: auth?,
             limits: Limits {
                 max_connections: usize::try_from(max_connections).unwrap_or(1024),

@@ -36,12 +36,18 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Serve(args) => cmd::serve::run(args, &env).await,
+            Command::Serve(args) => cmd::serve::run(args, &env).await.map(|()| 0),
+            Command::Exec(args) => cmd::exec::run(args, &env).await,
+            Command::CredentialProcess(args) => cmd::credential_process::run(args, &env).await,
+            Command::Check(args) => cmd::check::run(args, &env).await,
         }
     });
-    if let Err(e) = result {
-        tracing::error!(error = %format!("{:#}", e.source), "exiting");
-        eprintln!("sts-sidecar: {:#}", e.source);
-        std::process::exit(e.code);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            tracing::debug!(error = %format!("{:#}", e.source), "exiting");
+            eprintln!("sts-sidecar: {:#}", e.source);
+            std::process::exit(e.code);
+        }
     }
 }

@@ -8,6 +8,8 @@ mod support;
 
 // The real binary: help, exit codes, signals.
 mod cli;
+// exec, credential-process and check as users run them.
+mod commands;
 // The fakes answer like the real upstreams.
 mod fakes;
 // Table-driven configuration cases from tests/data/config_cases.toml.

@@ -66,6 +66,60 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The IMDS credentials JSON (sdk-contract.md §4 step 3): `Code` = `Success`, `LastUpdated`,
+    /// `Type` = `AWS-HMAC`, the keys, `Expiration` and `AccountId`.
+    pub fn imds_json(&self, last_updated: i64) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body<'a> {
+            code: &'a str,
+            last_updated: String,
+            r#type: &'a str,
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            token: &'a str,
+            expiration: String,
+            account_id: &'a str,
+        }
+        serde_json::to_vec(&Body {
+            code: "Success",
+            last_updated: crate::clock::format_rfc3339(last_updated),
+            r#type: "AWS-HMAC",
+            access_key_id: &self.access_key_id,
+            secret_access_key: self.secret_access_key.expose(),
+            token: self.session_token.expose(),
+            expiration: crate::clock::format_rfc3339(self.expiration),
+            account_id: &self.account_id,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The `credential_process` Version 1 JSON (sdk-contract.md §5): number `Version`,
+    /// `SessionToken` (not `Token`).
+    pub fn process_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body<'a> {
+            version: u8,
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            session_token: &'a str,
+            expiration: String,
+            account_id: &'a str,
+        }
+        serde_json::to_vec(&Body {
+            version: 1,
+            access_key_id: &self.access_key_id,
+            secret_access_key: self.secret_access_key.expose(),
+            session_token: self.session_token.expose(),
+            expiration: crate::clock::format_rfc3339(self.expiration),
+            account_id: &self.account_id,
+        })
+        .unwrap_or_default()
+    }
+}
+
 /// The ways of getting credentials (a closed set: one file per variant).
 #[derive(Debug)]
 pub enum Backend {

@@ -15,13 +15,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ExitError;
-use crate::backend::{Backend, Sts, sts};
 use crate::cache::{self, RoleHandle};
 use crate::cli::ServeArgs;
 use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, Env};
 use crate::metrics::Metrics;
 use crate::server::{self, AdminApp, Auth, CredentialsApp, Roles};
-use crate::token::{Source, TokenService, TokenSource};
 
 /// Runs `serve` until a signal.
 pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), ExitError> {
@@ -38,6 +36,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), ExitError> {
         admin = %sidecar.admin_addr,
         token_service = %config.token_service.url,
         sts_region = %config.sts.region,
+        imds = config.imds,
         roles = %config.roles.iter().map(|r| format!("{}={} ({})", r.alias, r.arn, r.session_name)).collect::<Vec<_>>().join(", "),
         "sts-sidecar serving"
     );
@@ -113,30 +112,10 @@ pub async fn start(
     admin: TcpListener,
 ) -> anyhow::Result<Sidecar> {
     let metrics = Arc::new(Metrics::new());
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        config.token_service.timeout,
-    )
-    .context("token_service.ca_file")?;
-    let token = Arc::new(TokenSource::new(
-        Source::TokenService(service),
-        metrics.clone(),
-    ));
-    let client = sts::client(&config.sts).await;
+    let (_token, backends) = super::backends(config, &metrics).await?;
     let mut handles: Vec<RoleHandle> = Vec::new();
     let mut refreshers = Vec::new();
-    for role in &config.roles {
-        let backend = Backend::Sts(Sts::new(
-            client.clone(),
-            token.clone(),
-            role.arn.clone(),
-            role.account_id.clone(),
-            role.session_name.clone(),
-            role.duration,
-            metrics.clone(),
-        ));
+    for (role, backend) in backends {
         let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
         handles.push(handle);
         refreshers.push(task);
@@ -148,13 +127,23 @@ pub async fn start(
         .collect();
     let credentials_addr = credentials.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    let app = Arc::new(CredentialsApp::new(
+    let mut app = CredentialsApp::new(
         roles.clone(),
         Arc::new(auth),
         metrics.clone(),
         config.cold_start_wait,
         extra_hosts.clone(),
-    ));
+    );
+    if config.imds {
+        app = app.with_imds(config.imds_v1);
+        if config.imds_v1 {
+            tracing::warn!(
+                "IMDSv1 is on: any request that reaches the listener, including one forged through \
+                 a server-side request forgery in the app, can read credentials without a session token"
+            );
+        }
+    }
+    let app = Arc::new(app);
     let admin_app = Arc::new(AdminApp::new(roles.clone(), metrics.clone(), extra_hosts));
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {

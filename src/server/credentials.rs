@@ -76,6 +76,7 @@ pub struct CredentialsApp {
     metrics: Arc<Metrics>,
     cold_start_wait: Duration,
     extra_hosts: Vec<IpAddr>,
+    imds: Option<super::imds::Imds>,
 }
 
 impl CredentialsApp {
@@ -94,7 +95,14 @@ impl CredentialsApp {
             metrics,
             cold_start_wait,
             extra_hosts,
+            imds: None,
         }
+    }
+
+    /// Also answers IMDSv2 requests (`allow_v1`: also token-less IMDSv1 GETs).
+    pub fn with_imds(mut self, allow_v1: bool) -> Self {
+        self.imds = Some(super::imds::Imds::new(allow_v1));
+        self
     }
 
     /// Answers one request.
@@ -106,6 +114,18 @@ impl CredentialsApp {
     }
 
     async fn route<B>(&self, req: &Request<B>) -> Response<Body> {
+        if let Some(imds) = &self.imds
+            && req.uri().path().starts_with(super::imds::IMDS_PREFIX)
+        {
+            if !host_allowed(req.headers().get(header::HOST), &self.extra_hosts) {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "InvalidHost",
+                    "the Host header must name a loopback address",
+                );
+            }
+            return imds.handle(req, &self.roles);
+        }
         if req.method() != Method::GET {
             let mut r = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod credentials;
+pub mod imds;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -98,6 +99,9 @@ pub async fn serve<H, F>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Loopback traffic never needs a hop; TTL 1 keeps answers (IMDS tokens included) from
+        // being routed anywhere if a non-loopback bind was allowed.
+        let _ = stream.set_ttl(1);
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let response = handler(req);

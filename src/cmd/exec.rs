@@ -1,0 +1,173 @@
+//! `sts-sidecar exec [flags] -- COMMAND [ARGS...]`: the server on an ephemeral loopback port
+//! with a fresh random token, then COMMAND with the standard variables pointing at it.
+//!
+//! The child inherits the environment minus every variable that would make its SDK prefer other
+//! credentials over the container provider; it gets SIGINT, SIGTERM and SIGHUP forwarded, and its
+//! exit code (or 128 + the signal that killed it) becomes ours. Nothing here exits because an
+//! upstream failed after the first credentials arrived.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use super::{ExitError, pick_role, serve};
+use crate::cli::ExecArgs;
+use crate::config::{AuthSource, Config, Env};
+
+/// Variables that would win over the container provider in some SDK's default chain.
+pub const CONFLICTING_VARS: [&str; 12] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_CREDENTIAL_PROCESS",
+];
+
+/// Runs COMMAND; returns the exit code to use.
+pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
+    let mut flags = args.serve.overrides();
+    flags.fresh_auth_token = true;
+    flags.listen.get_or_insert_with(|| "127.0.0.1:0".to_owned());
+    flags
+        .admin_listen
+        .get_or_insert_with(|| "127.0.0.1:0".to_owned());
+    let config = Config::load(&flags, env).map_err(ExitError::config)?;
+    let role = pick_role(&config, args.role.as_deref())?.alias.clone();
+    let AuthSource::Fixed(token) = &config.auth else {
+        return Err(ExitError::failure(anyhow::anyhow!(
+            "internal: exec needs a generated token"
+        )));
+    };
+    let token = token.clone();
+    let auth = serve::auth(&config).map_err(ExitError::config)?;
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+            .map_err(ExitError::failure)
+    };
+    let credentials = bind(config.listen).await?;
+    let admin = bind(config.admin_listen).await?;
+    let sidecar = serve::start(&config, auth, credentials, admin)
+        .await
+        .map_err(ExitError::config)?;
+
+    let handle = sidecar
+        .roles
+        .get(&role)
+        .cloned()
+        .ok_or_else(|| ExitError::config(anyhow::anyhow!("--role {role}: no such role")))?;
+    let deadline = Duration::from_secs(args.ready_timeout);
+    if handle.wait_usable(deadline).await.is_none() {
+        let status = handle.status();
+        sidecar.shutdown().await;
+        return Err(ExitError::failure(anyhow::anyhow!(
+            "no credentials for role {role} after {}s: {}",
+            args.ready_timeout,
+            status
+                .last_error
+                .unwrap_or_else(|| "still waiting for the first answer".to_owned())
+        )));
+    }
+
+    let url = if role == config.roles[0].alias {
+        format!("http://{}/v1/credentials", sidecar.credentials_addr)
+    } else {
+        format!("http://{}/v1/credentials/{role}", sidecar.credentials_addr)
+    };
+    let removed: Vec<&str> = CONFLICTING_VARS
+        .iter()
+        .copied()
+        .filter(|v| env.var(v).is_some())
+        .collect();
+    if !removed.is_empty() {
+        tracing::debug!(
+            ?removed,
+            "removed AWS credential variables from the child's environment"
+        );
+    }
+    let program = &args.command[0];
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(&args.command[1..])
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.expose());
+    for var in CONFLICTING_VARS {
+        command.env_remove(var);
+    }
+    if config.imds {
+        command.env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", sidecar.credentials_addr),
+        );
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            sidecar.shutdown().await;
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Err(ExitError {
+                code,
+                source: anyhow::anyhow!("cannot run {program}: {e}"),
+            });
+        }
+    };
+    tracing::debug!(program = %program, pid = child.id(), credentials = %url, "child started");
+    let code = supervise(&mut child).await.map_err(ExitError::failure)?;
+    sidecar.shutdown().await;
+    Ok(code)
+}
+
+/// Waits for the child, forwarding SIGINT, SIGTERM and SIGHUP; returns its exit code, or
+/// 128 + signal when a signal ended it.
+#[cfg(unix)]
+async fn supervise(child: &mut tokio::process::Child) -> anyhow::Result<i32> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let forward = |sig: Signal| {
+        if let Some(pid) = pid {
+            tracing::debug!(signal = %sig, "forwarding to the child");
+            let _ = kill(pid, sig);
+        }
+    };
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.context("waiting for the child")?,
+            _ = int.recv() => forward(Signal::SIGINT),
+            _ = term.recv() => forward(Signal::SIGTERM),
+            _ = hup.recv() => forward(Signal::SIGHUP),
+        }
+    };
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}
+
+#[cfg(not(unix))]
+async fn supervise(child: &mut tokio::process::Child) -> anyhow::Result<i32> {
+    let status = child.wait().await.context("waiting for the child")?;
+    Ok(status.code().unwrap_or(1))
+}

@@ -1,0 +1,378 @@
+//! `exec`, `credential-process` and `check` as users run them: the real binary against the fakes.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sts_sidecar::testing::fake_sts::StsReply;
+use sts_sidecar::testing::fake_token_service::TokenReply;
+
+use crate::support::{AUTH_TOKEN, Options, ROLE_ARN, Stack};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sts-sidecar");
+
+/// The binary with the stack's upstreams and identity, and nothing else from our environment.
+fn sidecar(stack: &Stack, subcommand: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("CF_INSTANCE_CERT", stack.pki.cert_path())
+        .env("CF_INSTANCE_KEY", stack.pki.key_path())
+        .arg(subcommand)
+        .args(["--token-service-url", &stack.token_service.url()])
+        .args([
+            "--token-service-ca",
+            &stack.pki.server_ca_path().display().to_string(),
+        ])
+        .args(["--role-arn", ROLE_ARN])
+        .args(["--sts-endpoint", &stack.sts.endpoint()]);
+    cmd
+}
+
+async fn output(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+        .await
+        .expect("join")
+}
+
+fn probe() -> String {
+    let exe = std::env::current_exe().expect("exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("examples")
+        .join("aws_config_probe")
+        .display()
+        .to_string()
+}
+
+// ---- exec
+
+#[tokio::test]
+async fn exec_gives_the_child_credentials_and_its_exit_code() {
+    let stack = Stack::start().await;
+    // The Rust SDK's container provider, run under exec, finds credentials with no other setup.
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIASTATICKEY")
+        .env("AWS_PROFILE", "other")
+        .args(["--", &probe()]);
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        got["access_key_id"]
+            .as_str()
+            .expect("key")
+            .starts_with("ASIAFAKE")
+    );
+
+    // Environment: the two variables set, the conflicting ones gone.
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIASTATICKEY").env("AWS_PROFILE", "other")
+        .args(["--", "sh", "-c", "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI|${#AWS_CONTAINER_AUTHORIZATION_TOKEN}|${AWS_ACCESS_KEY_ID-unset}|${AWS_PROFILE-unset}\"; exit 3"]);
+    let out = output(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let parts: Vec<&str> = line.trim().split('|').collect();
+    assert!(
+        parts[0].starts_with("http://127.0.0.1:") && parts[0].ends_with("/v1/credentials"),
+        "{line}"
+    );
+    assert_eq!(parts[1], "43", "a fresh 32-byte token");
+    assert_eq!(&parts[2..], ["unset", "unset"]);
+
+    // Killed by a signal: 128 + signal.
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args(["--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(output(cmd).await.status.code(), Some(143));
+
+    // Not found: 127 with a clear message.
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args(["--", "/nonexistent/program"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /nonexistent/program"));
+}
+
+#[tokio::test]
+async fn exec_forwards_signals_to_the_child() {
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let started = dir.path().join("started");
+    let script = format!(
+        "trap 'exit 7' TERM; touch {}; while :; do sleep 0.05; done",
+        started.display()
+    );
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    for _ in 0..200 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started.exists(), "the child never started");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the child's trap ran: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn exec_gives_up_clearly_when_credentials_never_come() {
+    let stack = Stack::start().await;
+    stack.sts.set_reply(StsReply::access_denied());
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args(["--ready-timeout", "1", "--", "true"]);
+    let started = tokio::time::Instant::now();
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no credentials for role default after 1s") && err.contains("AccessDenied"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ---- credential-process
+
+fn process_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.len() < 8 * 1024);
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[tokio::test]
+async fn credential_process_asks_a_running_sidecar() {
+    let roles = format!(
+        "[[role]]\narn = \"{ROLE_ARN}\"\n\n[[role]]\nalias = \"reports\"\narn = \"arn:aws:iam::210987654321:role/reports\"\n"
+    );
+    let stack = Stack::with(Options {
+        roles_toml: Some(roles),
+        ..Options::default()
+    })
+    .await;
+    stack.wait_ready().await;
+    let run = |role: Option<&str>, token: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                stack.credentials_url(),
+            )
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token)
+            .arg("credential-process");
+        if let Some(role) = role {
+            cmd.args(["--role", role]);
+        }
+        // stdin stays open and unwritten: a helper that read it would hang here.
+        cmd.stdin(Stdio::piped());
+        cmd
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        output_keep_stdin(run(None, AUTH_TOKEN)),
+    )
+    .await
+    .expect("never reads stdin");
+    let json = process_json(&out);
+    assert_eq!(json["Version"], 1, "a JSON number");
+    let issued = stack.sts.issued();
+    let default = issued
+        .iter()
+        .find(|i| i.access_key_id == json["AccessKeyId"])
+        .expect("issued by STS");
+    assert_eq!(json["SessionToken"], default.session_token.as_str());
+    assert_eq!(json["SecretAccessKey"], default.secret_access_key.as_str());
+    assert_eq!(
+        json["Expiration"],
+        sts_sidecar::clock::format_rfc3339(default.expiration)
+    );
+    assert_eq!(json["AccountId"], "123456789012");
+    assert!(json.get("Token").is_none());
+
+    let reports = process_json(&output_keep_stdin(run(Some("reports"), AUTH_TOKEN)).await);
+    assert_eq!(reports["AccountId"], "210987654321");
+
+    let out = output_keep_stdin(run(None, "wrong-token")).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("answered HTTP 403 InvalidAuthorization"),
+        "{err}"
+    );
+}
+
+async fn output_keep_stdin(mut cmd: Command) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test]
+async fn credential_process_does_the_exchange_itself_without_a_sidecar() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let before = stack.sts.calls();
+    let json = process_json(&output(sidecar(&stack, "credential-process")).await);
+    assert_eq!(stack.sts.calls(), before + 1);
+    assert_eq!(
+        json["AccessKeyId"],
+        stack
+            .sts
+            .issued()
+            .last()
+            .expect("issued")
+            .access_key_id
+            .as_str()
+    );
+
+    stack.sts.push_reply(StsReply::access_denied());
+    let out = output(sidecar(&stack, "credential-process")).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDenied"));
+}
+
+// ---- check
+
+#[tokio::test]
+async fn check_reports_every_step_and_passes() {
+    let stack = Stack::start().await;
+    let out = output(sidecar(&stack, "check")).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let ids = &stack.pki.ids;
+    for needle in [
+        format!("OU          organization:{}", ids.org),
+        format!("OU          app:{}", ids.app),
+        format!("sub         {}", ids.subject()),
+        "aud         sts.amazonaws.com".to_owned(),
+        "default → arn:aws:sts::123456789012:assumed-role/cf-myorg-myspace/sts-sidecar".to_owned(),
+        "auth token        <redacted>".to_owned(),
+        "check passed".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    for token in stack.token_service.issued_tokens() {
+        assert!(!text.contains(&token), "the identity token was printed");
+    }
+}
+
+#[tokio::test]
+async fn check_says_what_to_fix() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let cases = [
+        (
+            Some(TokenReply::Status(403)),
+            None,
+            "the token service must trust the Diego instance identity CA",
+        ),
+        (
+            None,
+            Some(StsReply::access_denied()),
+            "sts:AssumeRoleWithWebIdentity for the federated principal 127.0.0.1",
+        ),
+        (
+            None,
+            Some(StsReply::Error(
+                400,
+                "InvalidIdentityToken".into(),
+                "Incorrect token audience".into(),
+            )),
+            "add sts.amazonaws.com to the client IDs",
+        ),
+    ];
+    for (token_reply, sts_reply, fix) in cases {
+        if let Some(r) = token_reply {
+            stack.token_service.push_reply(r);
+        }
+        if let Some(r) = sts_reply {
+            stack.sts.push_reply(r);
+        }
+        let out = output(sidecar(&stack, "check")).await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(fix) && text.contains("check failed"),
+            "missing {fix:?} in\n{text}"
+        );
+    }
+    let sub_line = format!("matching \"{}\"", stack.pki.ids.subject());
+    stack.sts.push_reply(StsReply::access_denied());
+    let text = String::from_utf8_lossy(&output(sidecar(&stack, "check")).await.stdout).into_owned();
+    assert!(
+        text.contains(&sub_line),
+        "the fix names the token's sub: {text}"
+    );
+}
+
+#[tokio::test]
+async fn check_wait_polls_readiness() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let admin = stack.sidecar().admin_addr.to_string();
+    let ok = output({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .args(["check", "--wait", "5", "--admin-listen", &admin]);
+        c
+    })
+    .await;
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let started = tokio::time::Instant::now();
+    let down = output({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .args(["check", "--wait", "1", "--admin-listen", &closed]);
+        c
+    })
+    .await;
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready after 1s"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
