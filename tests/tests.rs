@@ -12,6 +12,8 @@ mod cli;
 mod commands;
 // The fakes answer like the real upstreams.
 mod fakes;
+// IMDSv2 emulation.
+mod imds;
 // Table-driven configuration cases from tests/data/config_cases.toml.
 mod config;
 // The real Rust SDK container provider against the running server.
