@@ -42,6 +42,16 @@ ACCOUNT = "123456789012"
 ORG, SPACE, APP = "demo-org", "dev", "movie-app"
 ROLE_TEMPLATE = f"arn:aws:iam::{ACCOUNT}:role/cf-{{org}}-{{space}}"
 EXPECTED_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/cf-{ORG}-{SPACE}/{APP}-0"
+REPORTS_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/cf-{ORG}-{SPACE}-reports/{APP}-0"
+# A second role next to the one --role-arn sets, served at /v1/credentials/reports.
+SIDECAR_CONFIG = """
+[[role]]
+session_name = "{app}-{instance_index}"
+
+[[role]]
+alias = "reports"
+arn = "arn:aws:iam::123456789012:role/cf-{org}-{space}-reports"
+"""
 TABLE = f"{ORG}-{SPACE}-movie"
 TITLES = sorted(["Inception", "The Matrix", "Interstellar"])
 CLIENT_TIMEOUT = 60
@@ -182,9 +192,8 @@ class Stack:
             self.token = f.read()
         return self
 
-    def start_sidecar(self, listen, admin, token_service_url, log_name):
-        log(f"starting sts-sidecar on {listen} (admin {admin})")
-        env = {
+    def sidecar_env(self):
+        return {
             "PATH": os.environ.get("PATH", ""),
             "CF_INSTANCE_CERT": self.upstreams["CF_INSTANCE_CERT"],
             "CF_INSTANCE_KEY": self.upstreams["CF_INSTANCE_KEY"],
@@ -194,21 +203,31 @@ class Stack:
                 "organization_id": "org-guid", "space_name": SPACE, "space_id": "space-guid"}),
             "STS_SIDECAR_LOG": "info",
         }
-        cmd = [os.path.join(BIN, "sts-sidecar"), "serve",
-               "--listen", listen, "--admin-listen", admin,
-               "--token-service-url", token_service_url,
-               "--token-service-ca", self.upstreams["TOKEN_SERVICE_CA"],
-               "--role-arn", ROLE_TEMPLATE,
-               "--auth-token-file", self.token_file,
-               "--sts-region", "us-east-1",
-               "--sts-endpoint", f"http://127.0.0.1:{self.moto_port}"]
-        return self.procs.start("sts-sidecar", cmd, env=env, log_path=os.path.join(self.work, log_name))
 
-    def client_env(self, variant, token=None, listen=None):
+    def upstream_flags(self, token_service_url=None):
+        """The flags a CF manifest would pass (shared by serve and exec)."""
+        return ["--token-service-url", token_service_url or self.upstreams["TOKEN_SERVICE_URL"],
+                "--token-service-ca", self.upstreams["TOKEN_SERVICE_CA"],
+                "--role-arn", ROLE_TEMPLATE,
+                "--sts-region", "us-east-1",
+                "--sts-endpoint", f"http://127.0.0.1:{self.moto_port}"]
+
+    def start_sidecar(self, listen, admin, token_service_url, log_name):
+        log(f"starting sts-sidecar on {listen} (admin {admin})")
+        config = os.path.join(self.work, "sts-sidecar.toml")
+        with open(config, "w") as f:
+            f.write(SIDECAR_CONFIG)
+        cmd = [os.path.join(BIN, "sts-sidecar"), "serve", "--config", config, "--imds",
+               "--listen", listen, "--admin-listen", admin,
+               "--auth-token-file", self.token_file] + self.upstream_flags(token_service_url)
+        return self.procs.start("sts-sidecar", cmd, env=self.sidecar_env(),
+                                log_path=os.path.join(self.work, log_name))
+
+    def client_env(self, variant, token=None, listen=None, path="/v1/credentials"):
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.path.join(self.work, "home"),
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://{listen or self.listen}/v1/credentials",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://{listen or self.listen}{path}",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -216,6 +235,28 @@ class Stack:
             "NODE_NO_WARNINGS": "1",
         }
         os.makedirs(env["HOME"], exist_ok=True)
+        if variant == "imds":
+            # Only the EC2 metadata service: no container variables, IMDS pointed at the sidecar.
+            del env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], env["AWS_EC2_METADATA_DISABLED"]
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://{self.listen}"
+            return env
+        if variant == "process":
+            # Only ~/.aws/config's credential_process; the helper asks the running sidecar.
+            del env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+            config = os.path.join(self.work, "aws-config")
+            with open(config, "w") as f:
+                f.write("[default]\ncredential_process = env "
+                        f"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{self.listen}/v1/credentials "
+                        f"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={self.token_file} "
+                        f"{os.path.join(BIN, 'sts-sidecar')} credential-process\n")
+            env["AWS_CONFIG_FILE"] = config
+            return env
+        if variant == "exec":
+            # exec sets the container variables for its child itself.
+            del env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+            env.update(self.sidecar_env())
+            env["STS_SIDECAR_LOG"] = "warn"
+            return env
         if variant == "file":
             env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = self.token_file
         else:
@@ -238,14 +279,15 @@ def run_client_cmd(cmd, env):
 
 
 def sdk_client(argv):
-    def call(scenario, env):
-        out, err, elapsed = run_client_cmd(argv + [scenario] + ([TABLE] if scenario == "movies" else []), env)
+    def call(scenario, env, prefix=()):
+        cmd = list(prefix) + argv + [scenario] + ([TABLE] if scenario == "movies" else [])
+        out, err, elapsed = run_client_cmd(cmd, env)
         return (json.loads(out.strip().splitlines()[-1]) if out is not None else None), err, elapsed
     return call
 
 
-def aws_cli(scenario, env):
-    aws = [os.path.join(VENV, "bin", "aws"), "--output", "json"]
+def aws_cli(scenario, env, prefix=()):
+    aws = list(prefix) + [os.path.join(VENV, "bin", "aws"), "--output", "json"]
     total = 0.0
     if scenario == "identity":
         out, err, elapsed = run_client_cmd(aws + ["sts", "get-caller-identity"], env)
@@ -303,6 +345,14 @@ def client_versions():
 
 # ---------------------------------------------------------------- the suite
 
+# Other ways in (issue 5): (clients, client env variant, expected ARN, exec-wrapped).
+WAYS_IN = {
+    "imds": (["boto3", "awscli", "js-v3", "rust"], "imds", EXPECTED_ARN, False),
+    "credential-process": (["awscli", "boto3"], "process", EXPECTED_ARN, False),
+    "exec": (["boto3", "js-v3"], "exec", EXPECTED_ARN, True),
+    "named-role": (["boto3", "awscli", "js-v3", "rust"], "env", REPORTS_ARN, False),
+}
+
 NEGATIVE = {
     "wrong-token": r"403|InvalidAuthorization",
     "not-ready": r"503|CredentialsUnavailable|not available",
@@ -321,12 +371,12 @@ def suite(args):
     try:
         stack = Stack(procs, work).start()
         clients = args.client or list(CLIENTS)
-        scenarios = args.scenario or ["identity", "movies"] + list(NEGATIVE)
+        scenarios = args.scenario or ["identity", "movies"] + list(WAYS_IN) + list(NEGATIVE)
         for name in clients:
             if name not in CLIENTS:
                 raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
         for scenario in scenarios:
-            if scenario not in ["identity", "movies", *NEGATIVE]:
+            if scenario not in ["identity", "movies", *WAYS_IN, *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
         for name in clients:
@@ -337,6 +387,16 @@ def suite(args):
                     ok = got == want
                     detail = (got.get("arn") or ", ".join(got.get("titles", []))) if ok else (err or f"got {got}, want {want}")
                     results.append((name, variant, scenario, ok, elapsed, detail))
+        for scenario in [s for s in scenarios if s in WAYS_IN]:
+            names, variant, want_arn, wrapped = WAYS_IN[scenario]
+            for name in [n for n in clients if n in names]:
+                env = stack.client_env(variant, path="/v1/credentials/reports") if scenario == "named-role" \
+                    else stack.client_env(variant)
+                prefix = [os.path.join(BIN, "sts-sidecar"), "exec"] + stack.upstream_flags() + ["--"] if wrapped else []
+                got, err, elapsed = CLIENTS[name]("identity", env, prefix)
+                ok = got == {"arn": want_arn}
+                detail = got["arn"] if ok else (err or f"got {got}, want {want_arn}")
+                results.append((name, variant, scenario, ok, elapsed, detail))
         negatives = [s for s in scenarios if s in NEGATIVE]
         if negatives:
             not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -363,9 +423,9 @@ def suite(args):
         else:
             shutil.rmtree(work, ignore_errors=True)
     print()
-    print(f"{'':4} {'client':7} {'token':5} {'scenario':12} {'time':>6}  detail")
+    print(f"{'':4} {'client':7} {'via':7} {'scenario':18} {'time':>6}  detail")
     for name, variant, scenario, ok, elapsed, detail in results:
-        print(f"{'PASS' if ok else 'FAIL':4} {name:7} {variant:5} {scenario:12} {elapsed:5.1f}s  {detail[:150]}")
+        print(f"{'PASS' if ok else 'FAIL':4} {name:7} {variant:7} {scenario:18} {elapsed:5.1f}s  {detail[:140]}")
     print()
     for k, v in client_versions().items():
         print(f"  {k} {v}")
@@ -421,7 +481,8 @@ def main():
     t = sub.add_parser("test", help="run the interop suite")
     t.add_argument("--client", action="append", help=f"only this client ({', '.join(CLIENTS)}); repeatable")
     t.add_argument("--scenario", action="append",
-                   help="only this scenario (identity, movies, wrong-token, not-ready, stopped); repeatable")
+                   help="only this scenario (identity, movies, imds, credential-process, exec, named-role, "
+                        "wrong-token, not-ready, stopped); repeatable")
     t.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
     s = sub.add_parser("stack", help="run the local stack")
     s.add_argument("--check", action="store_true", help="stop after the SDK call")
