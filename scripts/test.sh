@@ -2,7 +2,8 @@
 # Every check CI runs, on a fresh machine too: formatting, clippy with -D warnings, all tests
 # (unit, integration against the in-process fakes, the real aws-config container provider), the
 # interop suite (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the
-# real binary), the docker-compose file check, and the local stack end to end.
+# real binary), the docker-compose file check, the release build against a glibc 2.17 floor with
+# its GLIBC_ symbol check, and the local stack end to end.
 # Needs Rust (cargo), python3 and node/npm; installs crates, a .venv and interop/js/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,7 @@ echo "==> interop suite (python3 interop/run.py test)"
 python3 interop/run.py test
 echo "==> docker-compose.yml check"
 .venv/bin/python interop/check_compose.py
+echo "==> release build for CF stacks, glibc floor check (scripts/release.sh)"
+scripts/release.sh
 echo "==> local stack (scripts/dev-stack.sh --check)"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check

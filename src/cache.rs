@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -69,6 +70,9 @@ impl std::fmt::Debug for Snapshot {
 #[derive(Clone, Debug)]
 pub struct RoleHandle {
     alias: Arc<str>,
+    /// The latest snapshot, for the hot path: a load here touches no shared lock.
+    latest: Arc<ArcSwapOption<Snapshot>>,
+    /// The same snapshots as a channel, for readers that wait (cold start).
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
     status: Arc<Mutex<Status>>,
 }
@@ -119,11 +123,9 @@ impl RoleHandle {
 
     /// The snapshot to serve now, if one with more than the floor left is held.
     pub fn current(&self) -> Option<Arc<Snapshot>> {
-        let guard = self.rx.borrow();
-        guard
-            .as_ref()
+        self.latest
+            .load_full()
             .filter(|s| s.serve_until > Instant::now())
-            .cloned()
     }
 
     /// The snapshot to serve, waiting up to `grace` for one (cold start).
@@ -179,14 +181,17 @@ pub fn spawn_role(
         role_arn: backend.role_arn().to_owned(),
         ..Status::default()
     }));
+    let latest = Arc::new(ArcSwapOption::empty());
     let handle = RoleHandle {
         alias: Arc::from(alias),
+        latest: latest.clone(),
         rx,
         status: status.clone(),
     };
     let refresher = Refresher {
         alias: alias.to_owned(),
         backend,
+        latest,
         tx,
         status,
         metrics,
@@ -198,6 +203,7 @@ pub fn spawn_role(
 struct Refresher {
     alias: String,
     backend: Backend,
+    latest: Arc<ArcSwapOption<Snapshot>>,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
     status: Arc<Mutex<Status>>,
     metrics: Arc<Metrics>,
@@ -307,7 +313,10 @@ impl Refresher {
             serve_until: Instant::now() + (lifetime - FLOOR),
             credentials: creds,
         };
-        self.tx.send_replace(Some(Arc::new(snapshot)));
+        let snapshot = Arc::new(snapshot);
+        // Publish to the hot path first, then wake the waiters.
+        self.latest.store(Some(snapshot.clone()));
+        self.tx.send_replace(Some(snapshot));
         Ok(lifetime)
     }
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     refreshes: Family<RefreshLabels, Counter>,
     upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
     requests: Family<RequestLabels, Counter>,
+    /// `requests{listener="credentials",status="200"}`, resolved once: the hot path.
+    credentials_ok: Counter,
     certificate_expiry: Gauge,
     identity_token_expiry: Gauge,
 }
@@ -101,12 +103,19 @@ impl Metrics {
             "exp of the identity token last fetched (Unix seconds)",
             identity_token_expiry.clone(),
         );
+        let credentials_ok = requests
+            .get_or_create(&RequestLabels {
+                listener: "credentials",
+                status: 200,
+            })
+            .clone();
         Self {
             registry,
             credential_expiry,
             refreshes,
             upstream_latency,
             requests,
+            credentials_ok,
             certificate_expiry,
             identity_token_expiry,
         }
@@ -150,6 +159,10 @@ impl Metrics {
 
     /// Counts one answered request.
     pub fn count_request(&self, listener: &'static str, status: u16) {
+        if status == 200 && listener == "credentials" {
+            self.credentials_ok.inc();
+            return;
+        }
         self.requests
             .get_or_create(&RequestLabels { listener, status })
             .inc();

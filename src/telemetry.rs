@@ -6,7 +6,12 @@
 //! echoed the identity token would otherwise put it in a log line. Naming a target (e.g.
 //! `aws_smithy_runtime=debug`) lifts that cap for it, knowingly.
 
-use tracing_subscriber::EnvFilter;
+use std::str::FromStr as _;
+
+use tracing::Level;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Dependency targets capped at `info` unless named in the filter.
 const CAPPED_TARGETS: [&str; 11] = [
@@ -23,20 +28,24 @@ const CAPPED_TARGETS: [&str; 11] = [
     "rustls",
 ];
 
-/// The filter for a `STS_SIDECAR_LOG` value (default `info`).
-pub fn filter(spec: Option<&str>) -> Result<EnvFilter, String> {
+/// The filter for a `STS_SIDECAR_LOG` value (default `info`): comma-separated `LEVEL` and
+/// `target=LEVEL` entries, e.g. `warn,sts_sidecar=debug`. (`Targets` rather than `EnvFilter`:
+/// the same syntax for what we need, without a regex engine in the binary.)
+pub fn filter(spec: Option<&str>) -> Result<Targets, String> {
     let spec = spec
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or("info");
-    let invalid = |e: &dyn std::fmt::Display| {
-        format!("{}: invalid filter {spec:?}: {e}", crate::config::ENV_LOG)
-    };
-    let mut filter = EnvFilter::try_new(spec).map_err(|e| invalid(&e))?;
+    let mut filter = Targets::from_str(spec)
+        .map_err(|e| format!("{}: invalid filter {spec:?}: {e}", crate::config::ENV_LOG))?;
     for target in CAPPED_TARGETS {
         if !spec.contains(target) {
-            let directive = format!("{target}=info").parse().map_err(|e| invalid(&e))?;
-            filter = filter.add_directive(directive);
+            // Whatever the filter gives this target, but never more than INFO.
+            let cap = [Level::INFO, Level::WARN, Level::ERROR]
+                .into_iter()
+                .find(|level| filter.would_enable(target, level))
+                .map_or(LevelFilter::OFF, LevelFilter::from_level);
+            filter = filter.with_target(target, cap);
         }
     }
     Ok(filter)
@@ -45,13 +54,24 @@ pub fn filter(spec: Option<&str>) -> Result<EnvFilter, String> {
 /// Installs the global subscriber. Returns an error naming the variable that is wrong.
 pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), String> {
     use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(spec)?)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+    let filter = filter(spec)?;
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match format.map(str::trim) {
-        None | Some("") | Some("plain") => builder.try_init(),
-        Some("json") => builder.json().flatten_event(true).try_init(),
+        None | Some("") | Some("plain") => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        Some("json") => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
         Some(other) => {
             return Err(format!(
                 "{}: must be plain or json, got {other:?}",
@@ -60,4 +80,22 @@ pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), String> {
         }
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_are_capped_at_info_unless_named() {
+        let f = filter(Some("trace")).expect("filter");
+        assert!(f.would_enable("sts_sidecar::cache", &Level::TRACE));
+        assert!(f.would_enable("aws_smithy_runtime::client::orchestrator", &Level::INFO));
+        assert!(!f.would_enable("aws_smithy_runtime::client::orchestrator", &Level::DEBUG));
+        let named = filter(Some("info,aws_smithy_runtime=debug")).expect("filter");
+        assert!(named.would_enable("aws_smithy_runtime::client::orchestrator", &Level::DEBUG));
+        let quiet = filter(Some("warn")).expect("filter");
+        assert!(!quiet.would_enable("reqwest::connect", &Level::INFO));
+        assert!(filter(Some("info,,=bogus")).is_err());
+    }
 }

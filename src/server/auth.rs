@@ -11,8 +11,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use subtle::ConstantTimeEq as _;
 use tokio::time::Instant;
 
@@ -29,15 +30,22 @@ const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 /// Checks presented tokens.
 #[derive(Debug)]
 pub struct Auth {
-    state: RwLock<State>,
+    /// The accepted tokens, read on every request without a shared lock.
+    tokens: ArcSwap<Tokens>,
+    /// What was last seen of the file; only taken when a presented token does not match.
+    file_state: Mutex<FileState>,
     file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
-struct State {
+struct Tokens {
     current: AuthToken,
     previous: Option<(AuthToken, Instant)>,
-    file_stamp: Option<FileStamp>,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    stamp: Option<FileStamp>,
     last_reload: Option<Instant>,
 }
 
@@ -77,12 +85,11 @@ impl Auth {
     pub fn fixed(token: AuthToken, origin: &str) -> Result<Self, Error> {
         validate(token.expose(), origin)?;
         Ok(Self {
-            state: RwLock::new(State {
+            tokens: ArcSwap::from_pointee(Tokens {
                 current: token,
                 previous: None,
-                file_stamp: None,
-                last_reload: None,
             }),
+            file_state: Mutex::new(FileState::default()),
             file: None,
         })
     }
@@ -107,10 +114,12 @@ impl Auth {
         let (token, stamp) = read_token_file(path)?;
         Ok((
             Self {
-                state: RwLock::new(State {
+                tokens: ArcSwap::from_pointee(Tokens {
                     current: token,
                     previous: None,
-                    file_stamp: Some(stamp),
+                }),
+                file_state: Mutex::new(FileState {
+                    stamp: Some(stamp),
                     last_reload: None,
                 }),
                 file: Some(path.to_owned()),
@@ -131,11 +140,11 @@ impl Auth {
     }
 
     fn matches(&self, presented: &[u8]) -> bool {
-        let state = self.state.read();
-        if equal(presented, state.current.expose().as_bytes()) {
+        let tokens = self.tokens.load();
+        if equal(presented, tokens.current.expose().as_bytes()) {
             return true;
         }
-        match &state.previous {
+        match &tokens.previous {
             Some((old, until)) => {
                 Instant::now() < *until && equal(presented, old.expose().as_bytes())
             }
@@ -146,29 +155,29 @@ impl Auth {
     /// Looks at the file (at most every [`RELOAD_INTERVAL`]); true if the token changed.
     fn reload_if_changed(&self) -> bool {
         let Some(path) = &self.file else { return false };
+        let mut file_state = self.file_state.lock();
+        if file_state
+            .last_reload
+            .is_some_and(|t| t.elapsed() < RELOAD_INTERVAL)
         {
-            let state = self.state.read();
-            if state
-                .last_reload
-                .is_some_and(|t| t.elapsed() < RELOAD_INTERVAL)
-            {
-                return false;
-            }
+            return false;
         }
-        let mut state = self.state.write();
-        state.last_reload = Some(Instant::now());
+        file_state.last_reload = Some(Instant::now());
         let Ok(stamp) = stamp(path) else { return false };
-        if state.file_stamp.as_ref() == Some(&stamp) {
+        if file_state.stamp.as_ref() == Some(&stamp) {
             return false;
         }
         match read_token_file(path) {
             Ok((token, stamp)) => {
-                state.file_stamp = Some(stamp);
-                if token == state.current {
+                file_state.stamp = Some(stamp);
+                let old = self.tokens.load();
+                if token == old.current {
                     return false;
                 }
-                let old = std::mem::replace(&mut state.current, token);
-                state.previous = Some((old, Instant::now() + ROTATION_GRACE));
+                self.tokens.store(std::sync::Arc::new(Tokens {
+                    current: token,
+                    previous: Some((old.current.clone(), Instant::now() + ROTATION_GRACE)),
+                }));
                 tracing::info!(path = %path.display(), "authorization token file changed, new token in use");
                 true
             }
