@@ -128,6 +128,17 @@ impl RoleHandle {
             .filter(|s| s.serve_until > Instant::now())
     }
 
+    /// The container-credentials body to serve now, if usable credentials are held. The hot
+    /// path: it clones only the body (as any server does), not the snapshot's `Arc`, so no
+    /// reference count shared between worker threads is touched.
+    pub fn current_body(&self) -> Option<Bytes> {
+        let guard = self.latest.load();
+        guard
+            .as_ref()
+            .filter(|s| s.serve_until > Instant::now())
+            .map(|s| s.body.clone())
+    }
+
     /// The snapshot to serve, waiting up to `grace` for one (cold start).
     pub async fn wait_usable(&self, grace: Duration) -> Option<Arc<Snapshot>> {
         if let Some(s) = self.current() {

@@ -183,6 +183,9 @@ impl CredentialsApp {
                 "no such credentials path",
             );
         };
+        if let Some(body) = role.current_body() {
+            return json_response(StatusCode::OK, body);
+        }
         match role.wait_usable(self.cold_start_wait).await {
             Some(snapshot) => json_response(StatusCode::OK, snapshot.body.clone()),
             None => {
