@@ -21,7 +21,7 @@ if ! .venv-build/bin/python -c "import ziglang" 2>/dev/null \
   echo "==> installing zig $ZIG_VERSION (PyPI package ziglang) into .venv-build" >&2
   .venv-build/bin/pip install --quiet --disable-pip-version-check "ziglang==$ZIG_VERSION"
 fi
-if [ "$(cargo zigbuild --version 2>/dev/null | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
+if [ "$(cargo-zigbuild --version 2>/dev/null | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
   echo "==> installing cargo-zigbuild $ZIGBUILD_VERSION" >&2
   cargo install --quiet --locked "cargo-zigbuild@$ZIGBUILD_VERSION"
 fi
