@@ -36,15 +36,6 @@ async fn output(mut cmd: Command) -> std::process::Output {
         .expect("join")
 }
 
-fn probe() -> String {
-    let exe = std::env::current_exe().expect("exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("examples")
-        .join("aws_config_probe")
-        .display()
-        .to_string()
-}
-
 // ---- exec
 
 #[tokio::test]
@@ -54,7 +45,12 @@ async fn exec_gives_the_child_credentials_and_its_exit_code() {
     let mut cmd = sidecar(&stack, "exec");
     cmd.env("AWS_ACCESS_KEY_ID", "AKIASTATICKEY")
         .env("AWS_PROFILE", "other")
-        .args(["--", &probe()]);
+        .args([
+            "--",
+            &crate::support::example("aws_config_probe")
+                .display()
+                .to_string(),
+        ]);
     let out = output(cmd).await;
     assert!(
         out.status.success(),

@@ -191,13 +191,7 @@ async fn imds_is_off_by_default_and_v1_must_be_asked_for() {
 #[tokio::test]
 async fn the_rust_sdk_imds_provider_gets_credentials() {
     let stack = imds_stack("").await;
-    let exe = std::env::current_exe().expect("exe");
-    let probe = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("dir")
-        .join("examples")
-        .join("aws_config_probe");
+    let probe = crate::support::example("aws_config_probe");
     let endpoint = base(&stack);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(probe)

@@ -1,26 +1,12 @@
 //! The real Rust SDK container credentials provider (aws-config), run as a child process with
 //! only the standard variables set, gets credentials from the running server.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::{AUTH_TOKEN, Stack};
 
-/// The `aws_config_probe` example, built by `cargo test` next to this test binary.
-fn probe() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let probe = dir.join("examples").join("aws_config_probe");
-    assert!(
-        probe.exists(),
-        "{} missing: run `cargo test` (it builds examples)",
-        probe.display()
-    );
-    probe
-}
-
 fn run_probe(vars: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(probe());
+    let mut cmd = Command::new(crate::support::example("aws_config_probe"));
     cmd.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);

@@ -14,6 +14,19 @@ use tokio::net::TcpListener;
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/cf-myorg-myspace";
 pub const AUTH_TOKEN: &str = "test-authorization-token-0123456789abcdef";
 
+/// An example binary built next to this test binary by `cargo test` (e.g. `aws_config_probe`).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
 /// The token source the refresher would build from `config` (fresh cache, own metrics).
 pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
     use sts_sidecar::token::{Source, TokenService, TokenSource};
