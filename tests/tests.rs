@@ -24,5 +24,7 @@ mod serve;
 mod refresh;
 // Instance identity rotation, including a key replaced before its certificate.
 mod rotation;
+// Seven simulated days of random faults.
+mod soak;
 // Marker secrets never reach logs, errors or Debug output.
 mod secrets;
