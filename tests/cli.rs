@@ -227,3 +227,37 @@ async fn sts_calls_go_through_http_proxy_when_set() {
     assert_eq!(status, 200, "{err}");
     assert_eq!(stack.sts.calls(), calls_before + 1);
 }
+
+#[tokio::test]
+async fn turning_on_imdsv1_is_warned_about_at_startup() {
+    let stack = Stack::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_serve(
+        &stack,
+        &listen,
+        &[
+            ("STS_SIDECAR_IMDS", "true"),
+            ("STS_SIDECAR_IMDS_V1", "true"),
+        ],
+    )
+    .await;
+    let status = first_status(&stack, &listen).await;
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let (_, err) = wait_exit(child).await;
+    assert_eq!(status, 200, "{err}");
+    assert!(
+        err.contains("IMDSv1 is on") && err.contains("\"level\":\"WARN\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"imds\":true"),
+        "the startup line says IMDS is on: {err}"
+    );
+}

@@ -431,3 +431,110 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
         assert!(read.is_ok(), "slow client still connected");
     }
 }
+
+// See issue #4: hostile and malformed requests each get a 4xx and the server keeps serving.
+#[tokio::test]
+async fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let addr = stack.sidecar().credentials_addr;
+    let long = "a".repeat(12 * 1024);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                "GET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {long}\r\nConnection: close\r\n\r\n"
+            ),
+            "403",
+        ),
+        (
+            format!(
+                "GET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\n x\r\nConnection: close\r\n\r\n"
+            ),
+            "400",
+        ),
+        (
+            format!(
+                "GET /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\rX\r\nConnection: close\r\n\r\n"
+            ),
+            "400",
+        ),
+        (
+            format!(
+                "GET /v1/credentials%2Fdefault HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "GET /v1/credentials/%64efault HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "GET //v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "GET /v1/credentials/./ HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "GET http://evil.example/v1/credentials HTTP/1.1\r\nHost: evil.example\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n"
+            ),
+            "403",
+        ),
+        ("GARBAGE\r\n\r\n".to_owned(), "400"),
+    ];
+    for method in ["HEAD", "OPTIONS", "TRACE", "DELETE", "PATCH"] {
+        let r = raw_request(addr, format!("{method} /v1/credentials HTTP/1.1\r\nHost: localhost\r\nAuthorization: {AUTH_TOKEN}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(
+            r.starts_with("HTTP/1.1 405"),
+            "{method}: {}",
+            &r[..r.len().min(80)]
+        );
+    }
+    for (request, status) in cases {
+        let r = raw_request(addr, request.as_bytes()).await;
+        assert!(
+            r.starts_with(&format!("HTTP/1.1 {status}")),
+            "{}: {}",
+            &request[..request.len().min(60)],
+            &r[..r.len().min(80)]
+        );
+        assert!(!r.contains(&stack.sts.issued()[0].secret_access_key));
+    }
+    assert_eq!(stack.get_credentials().await.status, 200);
+}
+
+#[tokio::test]
+async fn thousands_of_idle_connections_are_cut_off_and_do_not_stop_service() {
+    let stack = Stack::with(Options {
+        server_toml: "header_read_timeout_secs = 1".into(),
+        ..Options::default()
+    })
+    .await;
+    stack.wait_ready().await;
+    let addr = stack.sidecar().credentials_addr;
+    // 2,000 idle connections against a cap of 1,024: the excess waits in the kernel's backlog.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(idle.len() >= 1024, "opened {}", idle.len());
+    // Idle connections are closed by the header-read timeout; a real client is served soon after.
+    let started = tokio::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(15), stack.get_credentials())
+        .await
+        .expect("served within 15 s");
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    drop(idle);
+}
