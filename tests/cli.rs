@@ -200,30 +200,40 @@ async fn first_status(stack: &Stack, listen: &str) -> u16 {
     last
 }
 
-#[tokio::test]
-async fn sts_calls_go_through_http_proxy_when_set() {
-    let stack = Stack::start().await;
-    stack.wait_ready().await;
-    let calls_before = stack.sts.calls();
+/// Runs `serve` on a free port until its first non-503 answer, then stops it with SIGINT;
+/// returns that answer's status and everything the binary logged.
+async fn first_answer(
+    stack: &Stack,
+    sts_endpoint: &str,
+    extra_env: &[(&str, &str)],
+) -> (u16, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
     let listen = format!("127.0.0.1:{port}");
-    // Nothing listens at the STS endpoint itself; only the "proxy" (the fake STS) can answer.
-    let child = spawn_serve_via(
-        &stack,
-        &listen,
-        "http://127.0.0.2:9",
-        &[("HTTP_PROXY", &stack.sts.endpoint())],
-    )
-    .await;
-    let status = first_status(&stack, &listen).await;
+    let child = spawn_serve_via(stack, &listen, sts_endpoint, extra_env).await;
+    let status = first_status(stack, &listen).await;
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     let (_, err) = wait_exit(child).await;
+    (status, err)
+}
+
+#[tokio::test]
+async fn sts_calls_go_through_http_proxy_when_set() {
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let calls_before = stack.sts.calls();
+    // Nothing listens at the STS endpoint itself; only the "proxy" (the fake STS) can answer.
+    let (status, err) = first_answer(
+        &stack,
+        "http://127.0.0.2:9",
+        &[("HTTP_PROXY", &stack.sts.endpoint())],
+    )
+    .await;
     assert_eq!(status, 200, "{err}");
     assert_eq!(stack.sts.calls(), calls_before + 1);
 }
@@ -231,26 +241,11 @@ async fn sts_calls_go_through_http_proxy_when_set() {
 #[tokio::test]
 async fn turning_on_imdsv1_is_warned_about_at_startup() {
     let stack = Stack::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = spawn_serve(
-        &stack,
-        &listen,
-        &[
-            ("STS_SIDECAR_IMDS", "true"),
-            ("STS_SIDECAR_IMDS_V1", "true"),
-        ],
-    )
-    .await;
-    let status = first_status(&stack, &listen).await;
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let (_, err) = wait_exit(child).await;
+    let env = [
+        ("STS_SIDECAR_IMDS", "true"),
+        ("STS_SIDECAR_IMDS_V1", "true"),
+    ];
+    let (status, err) = first_answer(&stack, &stack.sts.endpoint(), &env).await;
     assert_eq!(status, 200, "{err}");
     assert!(
         err.contains("IMDSv1 is on") && err.contains("\"level\":\"WARN\""),

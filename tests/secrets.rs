@@ -2,8 +2,6 @@
 //! never reach a log line at trace level (ours and every dependency's), an error message, the
 //! admin endpoints, or a `Debug` print.
 
-use std::sync::{Arc, Mutex};
-
 use sts_sidecar::testing::fake_sts::StsReply;
 use sts_sidecar::testing::fake_token_service::TokenReply;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -14,31 +12,11 @@ const AUTH_MARKER: &str = "authmarker-7f3a9c1e5b2d4086a1c3e5f7";
 const STS_MARKER: &str = "stsmarker9d8c7b6a";
 const BODY_MARKER: &str = "bodymarker-0a1b2c3d";
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_logs_errors_or_debug_output() {
     // Process-wide, through the production filter at its most verbose setting: a thread-scoped
     // subscriber misses events from callsites first hit elsewhere.
-    let capture = Capture::default();
+    let capture = crate::support::CapturedLogs::default();
     let subscriber = tracing_subscriber::registry()
         .with(sts_sidecar::telemetry::filter(Some("trace")).expect("filter"))
         .with(
@@ -125,7 +103,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         snapshot,
         stack.sidecar().roles
     );
-    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf8");
+    let logs = capture.text();
     for expected in [
         "sts_sidecar::cache",
         "credentials refreshed",

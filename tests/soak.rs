@@ -138,30 +138,10 @@ async fn seven_days_of_random_faults_never_serve_stale_credentials() {
     assert!(availability > 95.0, "availability {availability:.3} %");
 }
 
-#[derive(Clone, Default)]
-struct Lines(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn one_log_line_per_state_change_not_per_retry() {
     use tracing_subscriber::layer::SubscriberExt as _;
-    let lines = Lines::default();
+    let lines = crate::support::CapturedLogs::default();
     let subscriber = tracing_subscriber::registry()
         .with(sts_sidecar::telemetry::filter(Some("info")).expect("filter"))
         .with(
@@ -188,7 +168,7 @@ async fn one_log_line_per_state_change_not_per_retry() {
     script.set_default(Step::Creds(HOUR));
     sleep(3 * MIN).await;
     let retries = script.calls();
-    let text = String::from_utf8(lines.0.lock().clone()).expect("utf8");
+    let text = lines.text();
     let failed: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("refresh failed"))
