@@ -220,3 +220,63 @@ async fn token_service_failures_are_named() {
         "{e}"
     );
 }
+
+// See issue #4: TLS failures at the token service are reported as such.
+#[tokio::test]
+async fn tls_failures_at_the_token_service_are_named() {
+    use sts_sidecar::testing::fake_token_service::FakeTokenService;
+    let stack = Stack::start().await;
+
+    // A CA bundle that does not include the service's CA (the Diego root instead).
+    let dir = tempfile::tempdir().expect("tmp");
+    let wrong_ca = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, stack.pki.root_pem()).expect("write");
+    let toml = stack.toml().replace(
+        &stack.pki.server_ca_path().display().to_string(),
+        &wrong_ca.display().to_string(),
+    );
+    let config = sts_sidecar::config::Config::parse(
+        Some((&toml, "t.toml")),
+        &Default::default(),
+        &stack.env,
+    )
+    .expect("config");
+    let e = token_source_for(&config)
+        .token()
+        .await
+        .expect_err("untrusted")
+        .to_string();
+    assert!(
+        e.contains("cannot reach the token service") && e.contains("invalid peer certificate"),
+        "{e}"
+    );
+    assert!(e.contains("UnknownIssuer"), "{e}");
+
+    // The right CA, but the service presents an expired certificate.
+    let expired = FakeTokenService::start_with_expired_certificate(&stack.pki)
+        .await
+        .expect("start");
+    let toml = stack
+        .toml()
+        .replace(&stack.token_service.url(), &expired.url());
+    let config = sts_sidecar::config::Config::parse(
+        Some((&toml, "t.toml")),
+        &Default::default(),
+        &stack.env,
+    )
+    .expect("config");
+    let e = token_source_for(&config)
+        .token()
+        .await
+        .expect_err("expired")
+        .to_string();
+    assert!(
+        e.contains("invalid peer certificate: certificate expired"),
+        "{e}"
+    );
+    assert_eq!(
+        expired.calls(),
+        0,
+        "no request was sent over the failed handshake"
+    );
+}

@@ -78,6 +78,22 @@ impl FakeTokenService {
 
     /// Starts on `addr`.
     pub async fn start_on(pki: &TestPki, addr: SocketAddr) -> Result<Self, BoxError> {
+        Self::start_with_tls(addr, pki.mtls_server_config()?).await
+    }
+
+    /// Starts on `127.0.0.1:0` presenting an expired server certificate.
+    pub async fn start_with_expired_certificate(pki: &TestPki) -> Result<Self, BoxError> {
+        Self::start_with_tls(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            pki.expired_mtls_server_config()?,
+        )
+        .await
+    }
+
+    async fn start_with_tls(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Self, BoxError> {
         let state = Arc::new(State {
             signer: JwtSigner::generate("first")?,
             issuer: Mutex::new(String::new()),
@@ -90,7 +106,7 @@ impl FakeTokenService {
             lifetime: Mutex::new(Duration::from_secs(12 * 3600)),
         });
         let handler_state = state.clone();
-        let (addr, task) = serve_fake_on(addr, Some(pki.mtls_server_config()?), move |req| {
+        let (addr, task) = serve_fake_on(addr, Some(tls), move |req| {
             let state = handler_state.clone();
             async move { state.handle(req).await }
         })

@@ -93,6 +93,8 @@ pub struct TestPki {
     intermediate_name: Name,
     intermediate_signer: p256::ecdsa::SigningKey,
     server_ca_pem: String,
+    server_ca: Issuer<'static, KeyPair>,
+    server_names: Vec<String>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_der: Vec<u8>,
 }
@@ -145,11 +147,7 @@ impl TestPki {
         let server_key = KeyPair::generate()?;
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         names.extend(server_names.iter().map(|n| (*n).to_owned()));
-        let mut server_params = CertificateParams::new(names)?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "fake upstream");
-        let server_cert = server_params.signed_by(&server_key, &server_ca)?;
+        let server_cert = server_params(&names)?.signed_by(&server_key, &server_ca)?;
 
         let pki = Self {
             ids,
@@ -159,6 +157,8 @@ impl TestPki {
             intermediate_name,
             intermediate_signer,
             server_ca_pem: server_ca_cert.pem(),
+            server_ca,
+            server_names: names,
             server_chain: vec![server_cert.der().clone()],
             server_key_der: server_key.serialize_der(),
             dir,
@@ -288,9 +288,30 @@ impl TestPki {
         atomic_write(&self.cert_path(), identity.cert_pem.as_bytes())
     }
 
+    /// Like [`TestPki::mtls_server_config`], but presenting a server certificate from the same CA
+    /// that expired yesterday (for TLS failure tests).
+    pub fn expired_mtls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, BoxError> {
+        let key = KeyPair::generate()?;
+        let mut params = server_params(&self.server_names)?;
+        let now = std::time::SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(crate::clock::now_unix()).unwrap_or(0));
+        params.not_before = (now - Duration::from_secs(3 * 86_400)).into();
+        params.not_after = (now - Duration::from_secs(86_400)).into();
+        let cert = params.signed_by(&key, &self.server_ca)?;
+        self.server_config_with(vec![cert.der().clone()], key.serialize_der())
+    }
+
     /// A TLS server config for a fake upstream that presents the server certificate and asks
     /// for (but does not require) a client certificate chaining to the Diego root.
     pub fn mtls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, BoxError> {
+        self.server_config_with(self.server_chain.clone(), self.server_key_der.clone())
+    }
+
+    fn server_config_with(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key_der: Vec<u8>,
+    ) -> Result<Arc<rustls::ServerConfig>, BoxError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.root_pem.as_bytes()) {
@@ -306,8 +327,8 @@ impl TestPki {
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_single_cert(
-                self.server_chain.clone(),
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone())),
+                chain,
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
             )?;
         Ok(Arc::new(config))
     }
@@ -319,6 +340,14 @@ impl TestPki {
 }
 
 use rustls_pki_types::pem::PemObject as _;
+
+fn server_params(names: &[String]) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fake upstream");
+    Ok(params)
+}
 
 fn ca_params(cn: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
