@@ -158,9 +158,7 @@ async fn missing_files_name_the_variable_and_the_path() {
             &format!("key_file = \"{}\"\n", stack.pki.key_path().display()),
             "",
         );
-    let config =
-        sts_sidecar::config::Config::parse(Some((&toml, "t.toml")), &Default::default(), &env)
-            .expect("config");
+    let config = Stack::config_from(&toml, &env);
     assert_eq!(config.identity.cert_origin, "CF_INSTANCE_CERT");
     let e = token_source_for(&config)
         .token()
@@ -204,12 +202,7 @@ async fn token_service_failures_are_named() {
     let toml = stack
         .toml()
         .replace(&stack.token_service.url(), "https://127.0.0.1:9");
-    let config = sts_sidecar::config::Config::parse(
-        Some((&toml, "t.toml")),
-        &Default::default(),
-        &stack.env,
-    )
-    .expect("config");
+    let config = Stack::config_from(&toml, &stack.env);
     let e = token_source_for(&config)
         .token()
         .await
@@ -235,12 +228,7 @@ async fn tls_failures_at_the_token_service_are_named() {
         &stack.pki.server_ca_path().display().to_string(),
         &wrong_ca.display().to_string(),
     );
-    let config = sts_sidecar::config::Config::parse(
-        Some((&toml, "t.toml")),
-        &Default::default(),
-        &stack.env,
-    )
-    .expect("config");
+    let config = Stack::config_from(&toml, &stack.env);
     let e = token_source_for(&config)
         .token()
         .await
@@ -259,12 +247,7 @@ async fn tls_failures_at_the_token_service_are_named() {
     let toml = stack
         .toml()
         .replace(&stack.token_service.url(), &expired.url());
-    let config = sts_sidecar::config::Config::parse(
-        Some((&toml, "t.toml")),
-        &Default::default(),
-        &stack.env,
-    )
-    .expect("config");
+    let config = Stack::config_from(&toml, &stack.env);
     let e = token_source_for(&config)
         .token()
         .await

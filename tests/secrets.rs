@@ -78,12 +78,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
         format!("{AUTH_MARKER}\n"),
     );
-    let config = sts_sidecar::config::Config::parse(
-        Some((&stack.toml(), "t.toml")),
-        &Default::default(),
-        &env,
-    )
-    .expect("parses");
+    let config = Stack::config_from(&stack.toml(), &env);
     let auth_error = format!(
         "{:#}",
         sts_sidecar::cmd::serve::auth(&config).expect_err("newline refused")

@@ -159,12 +159,13 @@ timeout_secs = 3
     }
 
     pub fn config(&self) -> Config {
-        Config::parse(
-            Some((&self.toml(), "test.toml")),
-            &Overrides::default(),
-            &self.env,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        Self::config_from(&self.toml(), &self.env)
+    }
+
+    /// Parses `toml` (a variant of [`Stack::toml`]) with `env` through the real parser.
+    pub fn config_from(toml: &str, env: &HashMap<String, String>) -> Config {
+        Config::parse(Some((toml, "test.toml")), &Overrides::default(), env)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub async fn start_sidecar(&mut self) {

@@ -146,11 +146,6 @@ impl Imds {
             None => false,
         }
     }
-
-    /// Live session tokens (for tests and metrics).
-    pub fn token_count(&self) -> usize {
-        self.tokens.lock().len()
-    }
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

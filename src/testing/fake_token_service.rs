@@ -22,6 +22,9 @@ use super::{FakeRequest, reply, serve_fake_on};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Lifetime of issued tokens, hard-coded in the real service too.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
 /// What the fake answers to a `POST /token` with a client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenReply {
@@ -61,7 +64,6 @@ struct State {
     tokens: Mutex<Vec<String>>,
     next: Mutex<VecDeque<TokenReply>>,
     default: Mutex<TokenReply>,
-    lifetime: Mutex<Duration>,
 }
 
 impl Drop for FakeTokenService {
@@ -103,7 +105,6 @@ impl FakeTokenService {
             tokens: Mutex::new(Vec::new()),
             next: Mutex::new(VecDeque::new()),
             default: Mutex::new(TokenReply::Token),
-            lifetime: Mutex::new(Duration::from_secs(12 * 3600)),
         });
         let handler_state = state.clone();
         let (addr, task) = serve_fake_on(addr, Some(tls), move |req| {
@@ -148,11 +149,6 @@ impl FakeTokenService {
     /// Answer the next request with `reply` (queued before the default).
     pub fn push_reply(&self, reply: TokenReply) {
         self.state.next.lock().push_back(reply);
-    }
-
-    /// Lifetime of issued tokens (default 12 h, like the real service).
-    pub fn set_lifetime(&self, lifetime: Duration) {
-        *self.state.lifetime.lock() = lifetime;
     }
 
     /// The public key that signs tokens (PKCS#1 DER), for a fake STS to verify them.
@@ -228,7 +224,7 @@ impl State {
         self.serials.lock().push(serial);
         let next = self.next.lock().pop_front();
         let action = next.unwrap_or_else(|| self.default.lock().clone());
-        let lifetime = *self.lifetime.lock();
+        let lifetime = TOKEN_LIFETIME;
         match action {
             TokenReply::Token => self.issue(&sub, lifetime),
             TokenReply::Slow(delay) => {
