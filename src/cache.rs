@@ -355,7 +355,13 @@ pub fn backoff_delay(failures: u32, class: ErrorClass, unit: f64) -> Duration {
         // A fresh token may fix it: retry almost at once.
         return MIN_DELAY;
     }
-    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_DELAY)
+    let unit = unit.clamp(0.0, 1.0);
+    if class.is_slow() {
+        // "Retried slowly" must hold for every draw: full jitter could pick
+        // 200 ms after an AccessDenied. Half the ceiling is fixed, half random.
+        return ceiling / 2 + (ceiling / 2).mul_f64(unit);
+    }
+    ceiling.mul_f64(unit).max(MIN_DELAY)
 }
 
 #[cfg(test)]
@@ -414,6 +420,15 @@ mod tests {
     fn denied_retries_slowly_and_rejected_tokens_retry_at_once() {
         assert_eq!(backoff_delay(1, ErrorClass::Denied, 1.0), SLOW_BACKOFF_BASE);
         assert_eq!(backoff_delay(10, ErrorClass::Denied, 1.0), SLOW_BACKOFF_CAP);
+        // Never fast, whatever the draw.
+        assert_eq!(
+            backoff_delay(1, ErrorClass::Denied, 0.0),
+            SLOW_BACKOFF_BASE / 2
+        );
+        assert_eq!(
+            backoff_delay(10, ErrorClass::Denied, 0.0),
+            SLOW_BACKOFF_CAP / 2
+        );
         assert_eq!(backoff_delay(1, ErrorClass::TokenRejected, 1.0), MIN_DELAY);
         assert_eq!(
             backoff_delay(2, ErrorClass::TokenRejected, 1.0),
