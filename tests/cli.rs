@@ -4,12 +4,19 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{AUTH_TOKEN, Stack};
+use sts_sidecar::testing::fake_sts::StsReply;
+
+use crate::support::{AUTH_TOKEN, Options, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts-sidecar");
 
 fn command() -> Command {
-    let mut cmd = Command::new(BIN);
+    program(BIN)
+}
+
+/// `program` with an empty environment but `PATH`.
+fn program(program: &str) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
@@ -76,6 +83,15 @@ async fn spawn_serve_via(
     sts_endpoint: &str,
     extra_env: &[(&str, &str)],
 ) -> std::process::Child {
+    let mut cmd = serve_command(stack, listen, sts_endpoint);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn")
+}
+
+/// `sts-sidecar serve` against `stack` (not started), its stderr piped.
+fn serve_command(stack: &Stack, listen: &str, sts_endpoint: &str) -> Command {
     let config = stack.config();
     let mut cmd = command();
     cmd.args(["serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
@@ -92,10 +108,61 @@ async fn spawn_serve_via(
         .env("STS_SIDECAR_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
+    cmd
+}
+
+#[test]
+fn a_full_disk_for_the_auth_token_file_exits_1_naming_it_and_leaves_nothing_behind() {
+    // A real ENOSPC: a 4 KiB tmpfs, filled, in a private mount namespace (unshare), so
+    // nothing outside this test sees it.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stack = rt.block_on(Stack::with(Options {
+        start: false,
+        ..Options::default()
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("auth-token");
+    let serve = serve_command(&stack, "127.0.0.1:0", &stack.sts.endpoint());
+    let mut cmd = program("unshare");
+    cmd.args(["--mount", "--map-root-user", "sh", "-c"])
+        .arg(
+            r#"d=$1; shift
+            mount -t tmpfs -o size=4k tmpfs "$d" || exit 99
+            head -c 8192 /dev/zero > "$d/fill" 2>/dev/null
+            "$@"; code=$?
+            echo "left in $d: $(ls -A "$d" | tr '\n' ' ')" >&2
+            exit $code"#,
+        )
+        .arg("sh")
+        .arg(dir.path())
+        .arg(BIN)
+        .args(serve.get_args())
+        .args(["--auth-token-file", &token_file.display().to_string()])
+        .stdout(Stdio::null());
+    for (k, v) in serve.get_envs() {
+        if let Some(v) = v
+            && k != "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+        {
+            cmd.env(k, v);
+        }
     }
-    cmd.spawn().expect("spawn")
+    let out = cmd.output().expect("run unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(99), "cannot mount a tmpfs: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot write the authorization token file {}",
+            token_file.display()
+        )) && err.contains("No space left on device"),
+        "{err}"
+    );
+    // Neither the token file nor the temporary file it is written through.
+    assert!(
+        err.contains("left in ") && err.trim_end().ends_with(": fill"),
+        "{err}"
+    );
+    assert!(!err.contains("sts-sidecar serving"), "{err}");
 }
 
 async fn wait_exit(child: std::process::Child) -> (Option<i32>, String) {
@@ -126,7 +193,7 @@ async fn a_listen_address_in_use_exits_1_naming_it() {
 
 #[tokio::test]
 async fn sigterm_and_sigint_stop_the_server_cleanly() {
-    for (signal, drain) in [("-TERM", "1"), ("-INT", "30")] {
+    for (signal, drain) in [("-TERM", "2"), ("-INT", "30")] {
         let stack = Stack::start().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
@@ -161,9 +228,26 @@ async fn sigterm_and_sigint_stop_the_server_cleanly() {
                 .expect("kill")
                 .success()
         );
+        if signal == "-TERM" {
+            // Draining: still serving from cache, to new connections too.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = reqwest::Client::new()
+                .get(&url)
+                .header("authorization", AUTH_TOKEN)
+                .send()
+                .await
+                .expect("a request while draining");
+            assert_eq!(r.status(), 200, "served while draining");
+        }
         let (code, err) = wait_exit(child).await;
         assert_eq!(code, Some(0), "{signal}: {err}");
         assert!(err.contains("\"stopped\""), "{signal}: {err}");
+        if signal == "-TERM" {
+            assert!(
+                err.contains("still serving from cache while draining"),
+                "{err}"
+            );
+        }
         assert!(
             err.contains("sts-sidecar serving") && err.contains(&listen),
             "startup line: {err}"
@@ -175,6 +259,85 @@ async fn sigterm_and_sigint_stop_the_server_cleanly() {
             started.elapsed()
         );
     }
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    // A request in flight: it arrives during the cold start and waits for STS, which answers
+    // 1.3 s after the sidecar asks. SIGTERM with no drain stops the listener at once; the
+    // waiting request must still get its 200 (in-flight requests have 2 s to finish), while
+    // new connections are refused from then on.
+    let stack = Stack::with(Options {
+        start: false,
+        ..Options::default()
+    })
+    .await;
+    stack
+        .sts
+        .push_reply(StsReply::Slow(Duration::from_millis(1300)));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_serve(
+        &stack,
+        &listen,
+        &[
+            ("STS_SIDECAR_DRAIN_SECS", "0"),
+            ("STS_SIDECAR_COLD_START_WAIT_MS", "5000"),
+        ],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the binary never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("http://{listen}/v1/credentials");
+    let http = stack.http.clone();
+    let in_flight = tokio::spawn(async move {
+        let r = http
+            .get(&url)
+            .header("authorization", AUTH_TOKEN)
+            .send()
+            .await
+            .expect("the in-flight request failed");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    // Let the request reach the handler, then stop the sidecar while it waits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_flight.is_finished(), "answered before STS did");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(&listen).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting connections after SIGTERM with no drain"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request ended before the listener closed; the test proves nothing"
+    );
+    let (status, body) = in_flight.await.expect("join");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"SecretAccessKey\""), "{body}");
+    let (code, err) = wait_exit(child).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stack.sts.calls(), 1, "{err}");
 }
 
 async fn first_status(stack: &Stack, listen: &str) -> u16 {

@@ -24,7 +24,19 @@ use crate::server::{self, AdminApp, Auth, CredentialsApp, Roles};
 /// Runs `serve` until a signal.
 pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), ExitError> {
     let config = Config::load(&args.overrides(), env).map_err(ExitError::config)?;
-    let auth = auth(&config).map_err(ExitError::config)?;
+    let auth = auth(&config).map_err(|e| {
+        // A token file that cannot be written (full disk, read-only directory) is not a
+        // usage error.
+        let io = matches!(
+            e.downcast_ref(),
+            Some(crate::server::auth::Error::Io { .. })
+        );
+        if io {
+            ExitError::failure(e)
+        } else {
+            ExitError::config(e)
+        }
+    })?;
     let credentials = bind(config.listen, "server.listen").await?;
     let admin = bind(config.admin_listen, "server.admin_listen").await?;
     let sidecar = start(&config, auth, credentials, admin)
