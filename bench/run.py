@@ -93,6 +93,44 @@ def wrk(url, conns, secs, with_token):
     return parse_wrk(subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout)
 
 
+def start_upstreams(work, procs):
+    """Starts the dev token service (mTLS) and fake STS; returns their env file as a dict."""
+    env_file = os.path.join(work, "up.env")
+    up = subprocess.Popen([os.path.join(TARGET, "debug", "examples", "dev_upstreams"), "--env-file", env_file],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs.append(up)
+    for _ in range(100):
+        if os.path.exists(env_file):
+            break
+        time.sleep(0.1)
+    return dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)
+
+
+def start_sidecar(sidecar_bin, upstreams, listen, admin, procs):
+    """Starts `sts-sidecar serve` against the upstreams with the bench token."""
+    env = dict(os.environ, AWS_CONTAINER_AUTHORIZATION_TOKEN=TOKEN, STS_SIDECAR_LOG="warn",
+               CF_INSTANCE_CERT=upstreams["CF_INSTANCE_CERT"], CF_INSTANCE_KEY=upstreams["CF_INSTANCE_KEY"])
+    sidecar = subprocess.Popen([sidecar_bin, "serve", "--listen", listen, "--admin-listen", admin,
+                                "--token-service-url", upstreams["TOKEN_SERVICE_URL"],
+                                "--token-service-ca", upstreams["TOKEN_SERVICE_CA"],
+                                "--role-arn", "arn:aws:iam::123456789012:role/bench",
+                                "--sts-endpoint", upstreams["STS_ENDPOINT"]], env=env)
+    procs.append(sidecar)
+    return sidecar
+
+
+def stop_all(procs):
+    """SIGINT to every process, newest first; kill what does not exit within 10 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 s rounds, 2 rounds, 10 s idle window")
@@ -117,28 +155,12 @@ def main():
     work = tempfile.mkdtemp(prefix="sts-sidecar-bench-")
     procs = []
     try:
-        env_file = os.path.join(work, "up.env")
-        up = subprocess.Popen([os.path.join(TARGET, "debug", "examples", "dev_upstreams"), "--env-file", env_file],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        procs.append(up)
-        for _ in range(100):
-            if os.path.exists(env_file):
-                break
-            time.sleep(0.1)
-        upstreams = dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)
-
+        upstreams = start_upstreams(work, procs)
         listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        env = dict(os.environ, AWS_CONTAINER_AUTHORIZATION_TOKEN=TOKEN, STS_SIDECAR_LOG="warn",
-                   CF_INSTANCE_CERT=upstreams["CF_INSTANCE_CERT"], CF_INSTANCE_KEY=upstreams["CF_INSTANCE_KEY"])
         url = f"http://{listen}/v1/credentials"
         log("cold start: process start to the first credentials served")
         t0 = time.monotonic()
-        sidecar = subprocess.Popen([sidecar_bin, "serve", "--listen", listen, "--admin-listen", admin,
-                                    "--token-service-url", upstreams["TOKEN_SERVICE_URL"],
-                                    "--token-service-ca", upstreams["TOKEN_SERVICE_CA"],
-                                    "--role-arn", "arn:aws:iam::123456789012:role/bench",
-                                    "--sts-endpoint", upstreams["STS_ENDPOINT"]], env=env)
-        procs.append(sidecar)
+        sidecar = start_sidecar(sidecar_bin, upstreams, listen, admin, procs)
         first = None
         while time.monotonic() - t0 < 10:
             try:
@@ -197,14 +219,7 @@ def main():
             total_requests = int(m.group(1))
         refreshes = int(re.search(r'refreshes_total\{role="default",outcome="success"\} (\d+)', metrics).group(1))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         upstream_report = procs[0].stderr.read() if procs and procs[0].stderr else ""
         shutil.rmtree(work, ignore_errors=True)
     m = re.search(r"(\d+) token requests, (\d+) fake STS requests", upstream_report)

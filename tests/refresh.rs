@@ -266,6 +266,10 @@ async fn each_transient_sts_error_is_retried_within_a_second() {
         StsReply::unavailable(),
         StsReply::idp_communication(),
         StsReply::MalformedXml,
+        // A code we do not know on a 5xx or a 429 is the service's trouble: retried fast,
+        // not as `denied`.
+        StsReply::Error(502, "BadGatewayException".into(), "upstream".into()),
+        StsReply::Error(429, "TooManyCallsException".into(), "slow down".into()),
     ];
     let mut runs = Vec::new();
     for error in cases {
@@ -283,6 +287,7 @@ async fn each_transient_sts_error_is_retried_within_a_second() {
             let metrics = stack.get(&stack.admin_url("/metrics"), &[]).await.body;
             let class = match &error {
                 StsReply::Error(_, code, _) if code == "Throttling" => "throttled",
+                StsReply::Error(429, _, _) => "throttled",
                 StsReply::MalformedXml => "malformed",
                 _ => "unavailable",
             };

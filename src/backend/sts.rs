@@ -10,7 +10,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+use aws_sdk_sts::operation::assume_role_with_web_identity::{
+    AssumeRoleWithWebIdentityError, AssumeRoleWithWebIdentityOutput,
+};
 
 use super::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
 use crate::metrics::Metrics;
@@ -124,87 +126,122 @@ impl Sts {
             .await;
         self.metrics
             .observe_upstream("sts", result.is_ok(), started.elapsed());
-        let output = result.map_err(|e| self.classify(e, token.expose()))?;
-        let malformed = |what: &str| Error::Transport {
-            role_arn: self.role_arn.clone(),
-            detail: format!("the answer has no {what}"),
-            class: ErrorClass::Malformed,
-        };
-        let creds = output
-            .credentials()
-            .ok_or_else(|| malformed("Credentials"))?;
-        if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
-            return Err(malformed("access key"));
-        }
-        if creds.session_token().is_empty() {
-            return Err(malformed("session token"));
-        }
-        Ok(Credentials {
-            access_key_id: creds.access_key_id().to_owned(),
-            secret_access_key: SecretAccessKey::new(creds.secret_access_key()),
-            session_token: SessionToken::new(creds.session_token()),
-            expiration: creds.expiration().secs(),
-            account_id: self.account_id.clone(),
-            role_arn: self.role_arn.clone(),
-            assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
-        })
+        interpret(&self.role_arn, &self.account_id, result, token.expose())
     }
+}
 
-    fn classify(
-        &self,
-        err: SdkError<AssumeRoleWithWebIdentityError, HttpResponse>,
-        token: &str,
-    ) -> Error {
-        let role_arn = self.role_arn.clone();
-        // Never let the token through, even if an upstream echoes it.
-        let scrub = |s: &str| s.replace(token, "<redacted>");
-        match &err {
-            SdkError::ServiceError(service) => {
-                let code = service.err().code().map(str::to_owned);
-                let message = service.err().message().unwrap_or("").to_owned();
-                match code {
-                    Some(code) => Error::Sts {
-                        class: classify_code(&code),
+/// Turns the result of one `AssumeRoleWithWebIdentity` call for `role_arn` into credentials or
+/// a classified error. `token` (the identity token sent) is scrubbed from every message, even if
+/// an upstream echoes it. Public for the fuzz target that feeds it arbitrary STS answers.
+pub fn interpret(
+    role_arn: &str,
+    account_id: &str,
+    result: Result<
+        AssumeRoleWithWebIdentityOutput,
+        SdkError<AssumeRoleWithWebIdentityError, HttpResponse>,
+    >,
+    token: &str,
+) -> Result<Credentials, Error> {
+    let output = result.map_err(|e| classify(role_arn, e, token))?;
+    let malformed = |what: &str| Error::Transport {
+        role_arn: role_arn.to_owned(),
+        detail: format!("the answer has no {what}"),
+        class: ErrorClass::Malformed,
+    };
+    let creds = output
+        .credentials()
+        .ok_or_else(|| malformed("Credentials"))?;
+    if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
+        return Err(malformed("access key"));
+    }
+    if creds.session_token().is_empty() {
+        return Err(malformed("session token"));
+    }
+    Ok(Credentials {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: SecretAccessKey::new(creds.secret_access_key()),
+        session_token: SessionToken::new(creds.session_token()),
+        expiration: creds.expiration().secs(),
+        account_id: account_id.to_owned(),
+        role_arn: role_arn.to_owned(),
+        assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
+    })
+}
+
+fn classify(
+    role_arn: &str,
+    err: SdkError<AssumeRoleWithWebIdentityError, HttpResponse>,
+    token: &str,
+) -> Error {
+    let role_arn = role_arn.to_owned();
+    // Never let the token through, even if an upstream echoes it.
+    let scrub = |s: &str| {
+        if token.is_empty() {
+            s.to_owned()
+        } else {
+            s.replace(token, "<redacted>")
+        }
+    };
+    match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().map(scrub);
+            let message = service.err().message().unwrap_or("").to_owned();
+            match code {
+                Some(code) => {
+                    let mut class = classify_code(&code);
+                    // An unknown code on a 5xx or a 429 is the service's trouble, not ours.
+                    if class == ErrorClass::Denied && status >= 500 {
+                        class = ErrorClass::Unavailable;
+                    } else if class == ErrorClass::Denied && status == 429 {
+                        class = ErrorClass::Throttled;
+                    }
+                    Error::Sts {
+                        class,
                         role_arn,
                         code,
                         message: scrub(&message),
-                    },
-                    None => Error::Transport {
-                        role_arn,
-                        detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-                        class: ErrorClass::Malformed,
-                    },
+                    }
                 }
-            }
-            SdkError::TimeoutError(_) => Error::Transport {
-                role_arn,
-                detail: "timed out".to_owned(),
-                class: ErrorClass::Unavailable,
-            },
-            SdkError::DispatchFailure(_) => Error::Transport {
-                role_arn,
-                detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-                class: ErrorClass::Unavailable,
-            },
-            SdkError::ResponseError(response) => {
-                let status = response.raw().status().as_u16();
-                let class = if status >= 500 {
-                    ErrorClass::Unavailable
-                } else {
-                    ErrorClass::Malformed
-                };
-                Error::Transport {
+                None => Error::Transport {
                     role_arn,
-                    detail: scrub(&format!("HTTP {status}: {}", DisplayErrorContext(&err))),
-                    class,
-                }
+                    detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+                    class: if status >= 500 {
+                        ErrorClass::Unavailable
+                    } else {
+                        ErrorClass::Malformed
+                    },
+                },
             }
-            _ => Error::Transport {
-                role_arn,
-                detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-                class: ErrorClass::Denied,
-            },
         }
+        SdkError::TimeoutError(_) => Error::Transport {
+            role_arn,
+            detail: "timed out".to_owned(),
+            class: ErrorClass::Unavailable,
+        },
+        SdkError::DispatchFailure(_) => Error::Transport {
+            role_arn,
+            detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+            class: ErrorClass::Unavailable,
+        },
+        SdkError::ResponseError(response) => {
+            let status = response.raw().status().as_u16();
+            let class = if status >= 500 {
+                ErrorClass::Unavailable
+            } else {
+                ErrorClass::Malformed
+            };
+            Error::Transport {
+                role_arn,
+                detail: scrub(&format!("HTTP {status}: {}", DisplayErrorContext(&err))),
+                class,
+            }
+        }
+        _ => Error::Transport {
+            role_arn,
+            detail: scrub(&format!("{}", DisplayErrorContext(&err))),
+            class: ErrorClass::Denied,
+        },
     }
 }
 

@@ -71,12 +71,7 @@ pub async fn serve<H, F>(
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8 * 1024))
-        .keep_alive(true);
+    let builder = connection_builder(&limits);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -120,6 +115,18 @@ pub async fn serve<H, F>(
             tracing::debug!("drain deadline reached with connections still open");
         }
     }
+}
+
+/// The HTTP/1.1 settings of every connection: header read timeout, header size cap, keep-alive.
+/// Public so that the fuzz targets drive exactly these settings over in-memory streams.
+pub fn connection_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8 * 1024))
+        .keep_alive(true);
+    builder
 }
 
 /// A JSON error body with both spellings of the keys the SDKs read (sdk-contract.md §3.2).

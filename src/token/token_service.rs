@@ -169,7 +169,10 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>
     Ok(Some(body))
 }
 
-fn interpret(url: &str, body: &[u8], html: bool) -> Result<(IdentityToken, Claims), Error> {
+/// Reads a successful token-service answer (`html`: its content type said HTML): a bare JWT,
+/// possibly with surrounding whitespace. Errors describe the body's shape, never its content.
+/// Public for the fuzz target that feeds it arbitrary bodies.
+pub fn interpret(url: &str, body: &[u8], html: bool) -> Result<(IdentityToken, Claims), Error> {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
         return Err(not_jwt(url, "an empty body".to_owned()));
