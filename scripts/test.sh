@@ -3,7 +3,8 @@
 # (unit, integration against the in-process fakes, the real aws-config container provider), the
 # interop suite (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the
 # real binary), the docker-compose file check, the release build against a glibc 2.17 floor with
-# its GLIBC_ symbol check, and the local stack end to end.
+# its GLIBC_ symbol check, the local stack end to end, and every fuzz target for a bounded time
+# (FUZZ_SECS, default 60 s each).
 # Needs Rust (cargo), python3 and node/npm; installs crates, a .venv and interop/js/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
@@ -29,3 +31,5 @@ echo "==> release build for CF stacks, glibc floor check (scripts/release.sh)"
 scripts/release.sh
 echo "==> local stack (scripts/dev-stack.sh --check)"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check
+echo "==> fuzzing (scripts/fuzz.sh ${FUZZ_SECS:-60})"
+scripts/fuzz.sh "${FUZZ_SECS:-60}"
