@@ -165,6 +165,35 @@ fn a_full_disk_for_the_auth_token_file_exits_1_naming_it_and_leaves_nothing_behi
     assert!(!err.contains("sts-sidecar serving"), "{err}");
 }
 
+/// A loopback address with a port that was free a moment ago.
+fn free_listen_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to `child`.
+fn kill(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} failed");
+}
+
+/// Polls `listen` until connecting succeeds (`accepting`) or is refused (`!accepting`);
+/// fails with `why` after `within`.
+async fn wait_accepting(listen: &str, accepting: bool, within: Duration, why: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::net::TcpStream::connect(listen).await.is_ok() != accepting {
+        assert!(tokio::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn wait_exit(child: std::process::Child) -> (Option<i32>, String) {
     tokio::task::spawn_blocking(move || {
         let out = child.wait_with_output().expect("wait");
@@ -195,12 +224,7 @@ async fn a_listen_address_in_use_exits_1_naming_it() {
 async fn sigterm_and_sigint_stop_the_server_cleanly() {
     for (signal, drain) in [("-TERM", "2"), ("-INT", "30")] {
         let stack = Stack::start().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = free_listen_addr();
         let child = spawn_serve(&stack, &listen, &[("STS_SIDECAR_DRAIN_SECS", drain)]).await;
         let url = format!("http://{listen}/v1/credentials");
         let mut ok = false;
@@ -219,15 +243,8 @@ async fn sigterm_and_sigint_stop_the_server_cleanly() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(ok, "the binary never served credentials");
-        let pid = child.id().to_string();
         let started = tokio::time::Instant::now();
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
+        kill(&child, signal);
         if signal == "-TERM" {
             // Draining: still serving from cache, to new connections too.
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -275,12 +292,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
     stack
         .sts
         .push_reply(StsReply::Slow(Duration::from_millis(1300)));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_addr();
     let child = spawn_serve(
         &stack,
         &listen,
@@ -290,14 +302,13 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
         ],
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&listen).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the binary never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_accepting(
+        &listen,
+        true,
+        Duration::from_secs(10),
+        "the binary never listened",
+    )
+    .await;
     let url = format!("http://{listen}/v1/credentials");
     let http = stack.http.clone();
     let in_flight = tokio::spawn(async move {
@@ -312,22 +323,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
     // Let the request reach the handler, then stop the sidecar while it waits.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!in_flight.is_finished(), "answered before STS did");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::net::TcpStream::connect(&listen).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still accepting connections after SIGTERM with no drain"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kill(&child, "-TERM");
+    wait_accepting(
+        &listen,
+        false,
+        Duration::from_secs(5),
+        "still accepting connections after SIGTERM with no drain",
+    )
+    .await;
     assert!(
         !in_flight.is_finished(),
         "the in-flight request ended before the listener closed; the test proves nothing"
@@ -370,17 +373,10 @@ async fn first_answer(
     sts_endpoint: &str,
     extra_env: &[(&str, &str)],
 ) -> (u16, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_addr();
     let child = spawn_serve_via(stack, &listen, sts_endpoint, extra_env).await;
     let status = first_status(stack, &listen).await;
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    kill(&child, "-INT");
     let (_, err) = wait_exit(child).await;
     (status, err)
 }
