@@ -1,20 +1,17 @@
 //! What the HTTP fuzz targets share: one runtime, one role holding scripted credentials, and a
 //! way to push arbitrary bytes through a listener's real connection settings
-//! ([`sts_sidecar::server::connection_builder`]) over an in-memory stream.
+//! ([`sts_sidecar::server::Connections`]) over an in-memory stream.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use sts_sidecar::backend::Backend;
 use sts_sidecar::cache::{self, RoleHandle};
 use sts_sidecar::metrics::Metrics;
-use sts_sidecar::server::{Body, Limits, Roles, connection_builder};
+use sts_sidecar::server::{Body, Connections, Limits, Roles};
 use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -82,13 +79,7 @@ impl World {
     {
         self.rt.block_on(async {
             let (client, server) = tokio::io::duplex(1 << 16);
-            let service = service_fn(move |req| {
-                let response = handler(req);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let connection = connection_builder(&Limits::default())
-                .serve_connection(TokioIo::new(server), service);
-            let served = tokio::spawn(connection);
+            let served = Connections::new(&Limits::default()).spawn(server, handler, ());
             let (mut rd, mut wr) = tokio::io::split(client);
             let write = async {
                 // The server may close first (oversized head, bad request): not an error here.

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod credentials;
+mod head_deadline;
 pub mod imds;
 
 use std::convert::Infallible;
@@ -22,10 +23,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 pub use admin::AdminApp;
 pub use auth::{Auth, AuthToken};
@@ -70,8 +73,7 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    let builder = connection_builder(&limits);
+    let connections = Connections::new(&limits);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -97,36 +99,83 @@ pub async fn serve<H, F>(
         // Loopback traffic never needs a hop; TTL 1 keeps answers (IMDS tokens included) from
         // being routed anywhere if a non-loopback bind was allowed.
         let _ = stream.set_ttl(1);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let response = handler(req);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(permit);
-        });
+        connections.spawn(stream, handler.clone(), permit);
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = connections.shutdown() => {}
         () = tokio::time::sleep(limits.drain_timeout) => {
             tracing::debug!("drain deadline reached with connections still open");
         }
     }
 }
 
-/// The HTTP/1.1 settings of every connection: header read timeout, header size cap, keep-alive.
+/// The connections of one listener: each is served with the listener's limits (HTTP/1.1
+/// keep-alive, header size cap, header-read deadline) and watched for a graceful shutdown.
 /// Public so that the fuzz targets drive exactly these settings over in-memory streams.
-pub fn connection_builder(limits: &Limits) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8 * 1024))
-        .keep_alive(true);
-    builder
+#[derive(Debug)]
+pub struct Connections {
+    builder: http1::Builder,
+    header_read_timeout: Duration,
+    graceful: GracefulShutdown,
+}
+
+impl Connections {
+    /// Connections served with `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        let mut builder = http1::Builder::new();
+        builder
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8 * 1024))
+            .keep_alive(true);
+        Self {
+            builder,
+            header_read_timeout: limits.header_read_timeout,
+            graceful: GracefulShutdown::new(),
+        }
+    }
+
+    /// Serves one accepted connection with `handler` on a task of its own, holding `guard` until
+    /// the connection ends: when the client closes it, when a request head is later than the
+    /// header-read timeout (the connection is dropped), or after a graceful shutdown.
+    pub fn spawn<IO, H, F, G>(&self, io: IO, handler: H, guard: G) -> JoinHandle<()>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
+        G: Send + 'static,
+    {
+        let (timer, watchdog) = head_deadline::pair();
+        let mut builder = self.builder.clone();
+        builder.timer(timer);
+        let service = service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = self
+            .graceful
+            .watch(builder.serve_connection(TokioIo::new(io), service));
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+            drop(guard);
+        });
+        // The watchdog is a task of its own so that the connection's task, woken for every
+        // request, polls nothing but the connection.
+        let abort = task.abort_handle();
+        let period = self.header_read_timeout;
+        tokio::spawn(async move {
+            if watchdog.expired(period).await {
+                tracing::debug!("closed a connection whose request head was late");
+                abort.abort();
+            }
+        });
+        task
+    }
+
+    /// Asks every connection to finish its request in flight and close; completes when all have.
+    pub async fn shutdown(self) {
+        self.graceful.shutdown().await;
+    }
 }
 
 /// A JSON error body with both spellings of the keys the SDKs read (sdk-contract.md §3.2).
@@ -172,17 +221,18 @@ pub fn host_allowed(host: Option<&HeaderValue>, extra: &[IpAddr]) -> bool {
     };
     let name = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((inside, port)) if port.is_empty() || valid_port(port) => inside,
+            Some((inside, "")) => inside,
+            Some((inside, port)) if port.strip_prefix(':').is_some_and(valid_port) => inside,
             _ => return false,
         }
     } else {
         match host.split_once(':') {
-            Some((name, port)) if valid_port(&format!(":{port}")) => name,
+            Some((name, port)) if valid_port(port) => name,
             Some(_) => return false,
             None => host,
         }
     };
-    if name.eq_ignore_ascii_case("localhost") {
+    if name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost") {
         return true;
     }
     match name.parse::<IpAddr>() {
@@ -191,9 +241,9 @@ pub fn host_allowed(host: Option<&HeaderValue>, extra: &[IpAddr]) -> bool {
     }
 }
 
-fn valid_port(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+/// A port number as written after the colon: one to five digits.
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
