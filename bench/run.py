@@ -10,8 +10,14 @@ STS), and measures:
 
 - requests/s and p50/p99/max latency at 1, 64 and 512 connections (wrk, interleaved rounds,
   medians), with the ratio to the bare server;
-- resident memory idle, after each load step, and peak;
-- time from process start to the first credentials served, and the upstreams' share of it;
+- resident memory idle, after each load step, and peak; idle memory split into anonymous and
+  file-backed pages, and the working set of serving from cache (pages referenced during 3 s at
+  one connection, after clearing the referenced bits);
+- memory-limited runs: the sidecar inside memory cgroups of 6, 8, 10 and 16 MiB (its binary's
+  page cache counted), with time to first credentials, major faults and req/s (needs a writable
+  cgroup v1 or v2 memory controller, usually root; skipped otherwise or with --no-cgroup);
+- time from process start to the first credentials served, the upstreams' share of it, and the
+  sidecar's CPU time until then;
 - token-service and STS calls during the whole run;
 - CPU time over an idle window;
 - binary sizes.
@@ -55,6 +61,36 @@ def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_split(pid):
+    """(anonymous, file-backed) resident KiB."""
+    return rss_kib(pid, "RssAnon"), rss_kib(pid, "RssFile")
+
+
+def cpu_ns(pid):
+    """CPU time of every thread of `pid` so far, in nanoseconds (schedstat, not clock ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def major_faults(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[9])
+
+
+def referenced_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Referenced:"):
                 return int(line.split()[1])
     return 0
 
@@ -106,17 +142,88 @@ def start_upstreams(work, procs):
     return dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)
 
 
-def start_sidecar(sidecar_bin, upstreams, listen, admin, procs):
-    """Starts `sts-sidecar serve` against the upstreams with the bench token."""
+def start_sidecar(sidecar_bin, upstreams, listen, admin, procs, prefix=()):
+    """Starts `sts-sidecar serve` against the upstreams with the bench token (`prefix`: a
+    command that execs the rest, such as the memory cgroup wrapper)."""
     env = dict(os.environ, AWS_CONTAINER_AUTHORIZATION_TOKEN=TOKEN, STS_SIDECAR_LOG="warn",
                CF_INSTANCE_CERT=upstreams["CF_INSTANCE_CERT"], CF_INSTANCE_KEY=upstreams["CF_INSTANCE_KEY"])
-    sidecar = subprocess.Popen([sidecar_bin, "serve", "--listen", listen, "--admin-listen", admin,
+    sidecar = subprocess.Popen([*prefix, sidecar_bin, "serve", "--listen", listen, "--admin-listen", admin,
                                 "--token-service-url", upstreams["TOKEN_SERVICE_URL"],
                                 "--token-service-ca", upstreams["TOKEN_SERVICE_CA"],
                                 "--role-arn", "arn:aws:iam::123456789012:role/bench",
                                 "--sts-endpoint", upstreams["STS_ENDPOINT"]], env=env)
     procs.append(sidecar)
     return sidecar
+
+
+def memory_cgroup(name, limit_bytes):
+    """Creates a memory cgroup with a hard limit; returns (path of its cgroup.procs, cleanup) or
+    None when this machine has no writable memory controller (v2, or v1)."""
+    candidates = [("/sys/fs/cgroup", "memory.max"), ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")]
+    for root, limit_file in candidates:
+        if not os.path.exists(os.path.join(root, limit_file.replace("memory.max", "cgroup.subtree_control"))):
+            continue
+        path = os.path.join(root, name)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError:
+            continue
+        try:
+            with open(os.path.join(path, limit_file), "w") as f:
+                f.write(str(limit_bytes))
+        except OSError:
+            os.rmdir(path)
+            continue
+        return os.path.join(path, "cgroup.procs"), lambda: os.rmdir(path)
+    return None
+
+
+def limited_runs(sidecar_bin, upstreams, limits_mib, secs):
+    """Runs the sidecar inside memory cgroups of each limit. The binary is copied from inside the
+    cgroup first, so its page cache is charged to it as it would be in a container whose droplet
+    was just unpacked. Returns one row per limit, or None without a writable memory cgroup."""
+    rows = []
+    for limit in limits_mib:
+        cg = memory_cgroup(f"sts-sidecar-bench-{os.getpid()}-{limit}", limit << 20)
+        if cg is None:
+            return None
+        procs_file, cleanup = cg
+        work = tempfile.mkdtemp(prefix="sts-sidecar-cg-")
+        copy = os.path.join(work, "sts-sidecar")
+        wrapper = ["sh", "-c", 'echo $$ > "$0" && cp "$1" "$2" && shift 2 && exec "$@"', procs_file, sidecar_bin, copy]
+        listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        procs = []
+        try:
+            t0 = time.monotonic()
+            p = start_sidecar(copy, upstreams, listen, admin, procs, prefix=wrapper)
+            first = None
+            while time.monotonic() - t0 < 30 and p.poll() is None:
+                try:
+                    if get(f"http://{listen}/v1/credentials", {"Authorization": TOKEN})[0] == 200:
+                        first = time.monotonic() - t0
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.002)
+            row = {"limit_mib": limit, "first_ms": None if first is None else first * 1000}
+            if first is not None:
+                row["majflt_start"] = major_faults(p.pid)
+                row["rss_idle"] = rss_kib(p.pid)
+                row["rps"] = wrk(f"http://{listen}/v1/credentials", 64, secs, True)["rps"]
+                row["majflt_load"] = major_faults(p.pid) - row["majflt_start"]
+                row["rss_load"] = rss_kib(p.pid)
+            rows.append(row)
+            log(f"memory limit {limit} MiB: {row}")
+        finally:
+            stop_all(procs)
+            shutil.rmtree(work, ignore_errors=True)
+            for _ in range(50):
+                try:
+                    cleanup()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+    return rows
 
 
 def stop_all(procs):
@@ -138,6 +245,7 @@ def main():
     ap.add_argument("--secs", type=int, default=5, help="seconds per wrk round")
     ap.add_argument("--idle-secs", type=int, default=60)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    ap.add_argument("--no-cgroup", action="store_true", help="skip the memory-limited runs")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.secs, args.idle_secs = 2, 2, 10
@@ -167,6 +275,7 @@ def main():
                 status, body = get(url, {"Authorization": TOKEN})
                 if status == 200:
                     first = time.monotonic() - t0
+                    first_cpu_ms = cpu_ns(sidecar.pid) / 1e6
                     break
             except OSError:
                 pass
@@ -191,6 +300,16 @@ def main():
                 time.sleep(0.05)
         time.sleep(2)
         rss = {"idle": {"sidecar": rss_kib(sidecar.pid), "bare": rss_kib(bare.pid)}}
+        split = {"sidecar": rss_split(sidecar.pid), "bare": rss_split(bare.pid)}
+
+        # The working set of serving from cache: pages touched during 3 s at one connection,
+        # after clearing the referenced bits (clear_refs), against everything resident.
+        working_set = {}
+        for who, pid, target in (("sidecar", sidecar.pid, url), ("bare", bare.pid, f"http://{bare_listen}/")):
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("1")
+            wrk(target, 1, 3, who == "sidecar")
+            working_set[who] = referenced_kib(pid)
 
         steps = {}
         for conns in [1, 64, 512]:
@@ -225,11 +344,26 @@ def main():
     m = re.search(r"(\d+) token requests, (\d+) fake STS requests", upstream_report)
     token_calls, sts_calls = (int(m.group(1)), int(m.group(2))) if m else (None, None)
 
+    limited = None
+    if not args.no_cgroup:
+        log("memory-limited runs (cgroup), against upstreams of their own")
+        work = tempfile.mkdtemp(prefix="sts-sidecar-bench-")
+        procs = []
+        try:
+            limited = limited_runs(sidecar_bin, start_upstreams(work, procs), [6, 8, 10, 16], args.secs)
+        finally:
+            stop_all(procs)
+            shutil.rmtree(work, ignore_errors=True)
+
     sizes = {"sidecar": os.path.getsize(sidecar_bin), "bare": os.path.getsize(bare_bin)}
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "first_credentials_ms": first * 1000,
+        "first_credentials_cpu_ms": first_cpu_ms,
+        "rss_split_idle_kib": split,
+        "working_set_kib": working_set,
+        "memory_limited": limited,
         "upstream_ms": upstream_secs * 1000,
         "steps": steps,
         "rss_kib": rss,
@@ -292,11 +426,29 @@ def write_markdown(r, path):
     lines += ["", "| resident memory | sts-sidecar | bare hyper | difference |", "|---|---|---|---|"]
     for step, v in r["rss_kib"].items():
         lines.append(f"| {step} | {mib(v['sidecar'])} | {mib(v['bare'])} | {mib(v['sidecar'] - v['bare'])} |")
+    sp, ws = r["rss_split_idle_kib"], r["working_set_kib"]
+    lines += [
+        f"| idle, anonymous (heap, stacks) | {mib(sp['sidecar'][0])} | {mib(sp['bare'][0])} | {mib(sp['sidecar'][0] - sp['bare'][0])} |",
+        f"| idle, file-backed (binary and shared libraries) | {mib(sp['sidecar'][1])} | {mib(sp['bare'][1])} | {mib(sp['sidecar'][1] - sp['bare'][1])} |",
+        f"| working set serving from cache (pages referenced in 3 s at 1 connection) | {mib(ws['sidecar'])} | {mib(ws['bare'])} | {mib(ws['sidecar'] - ws['bare'])} |",
+    ]
+    if r.get("memory_limited"):
+        lines += ["", "Inside a memory cgroup with a hard limit (the binary copied from inside it, so its page cache "
+                  "counts against the limit, as in a freshly unpacked container):", "",
+                  "| limit | first credentials | major faults at start | resident | req/s at 64 connections | major faults under load |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["memory_limited"]:
+            if row["first_ms"] is None:
+                lines.append(f"| {row['limit_mib']} MiB | none within 30 s | | | | |")
+                continue
+            lines.append(f"| {row['limit_mib']} MiB | {row['first_ms']:.0f} ms | {row['majflt_start']} | {mib(row['rss_idle'])} | "
+                         f"{row['rps']:,.0f} | {row['majflt_load']} |")
     lines += [
         "",
         "| other | value |",
         "|---|---|",
-        f"| first credentials after process start | {r['first_credentials_ms']:.1f} ms, of which the upstreams took {r['upstream_ms']:.1f} ms |",
+        f"| first credentials after process start | {r['first_credentials_ms']:.1f} ms, of which the upstreams took {r['upstream_ms']:.1f} ms (as timed by the sidecar around each call) |",
+        f"| sidecar CPU time until the first credentials (all threads) | {r['first_credentials_cpu_ms']:.1f} ms |",
         f"| credentials requests answered during the run | {r['requests_served']:,} |",
         f"| token-service calls / STS calls / refreshes | {r['token_calls']} / {r['sts_calls']} / {r['refreshes']} |",
         f"| CPU time over {r['idle_secs']} s idle | {r['idle_cpu_ms']:.0f} ms |",
