@@ -155,18 +155,25 @@ impl Connections {
         let connection = self
             .graceful
             .watch(builder.serve_connection(TokioIo::new(io), service));
+        // The watchdog is a task of its own so that the connection's task, woken for every
+        // request, polls nothing but the connection. It ends as soon as the connection does
+        // (the sender is dropped with the connection's task), so connections that come and go
+        // quickly leave nothing behind.
+        let (ended, connection_ended) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = connection.await;
             drop(guard);
+            drop(ended);
         });
-        // The watchdog is a task of its own so that the connection's task, woken for every
-        // request, polls nothing but the connection.
         let abort = task.abort_handle();
         let period = self.header_read_timeout;
         tokio::spawn(async move {
-            if watchdog.expired(period).await {
-                tracing::debug!("closed a connection whose request head was late");
-                abort.abort();
+            tokio::select! {
+                _ = connection_ended => {}
+                late = watchdog.expired(period) => if late {
+                    tracing::debug!("closed a connection whose request head was late");
+                    abort.abort();
+                }
             }
         });
         task
@@ -249,6 +256,53 @@ fn valid_port(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_that_close_leave_no_task_behind() {
+        let connections = Connections::new(&Limits::default());
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let mut clients = Vec::new();
+        for _ in 0..100 {
+            let (client, server) = tokio::io::duplex(1024);
+            connections.spawn(
+                server,
+                |_req: Request<Incoming>| async { json_response(StatusCode::OK, Bytes::new()) },
+                (),
+            );
+            clients.push(client);
+        }
+        // Every connection is open and every watchdog asleep until the deadline; then they close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(metrics.num_alive_tasks(), before + 200);
+        drop(clients);
+        // Well before the 5 s header-read deadline: the watchdogs must have ended with their
+        // connections rather than waiting for it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(metrics.num_alive_tasks(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_at_the_header_read_deadline() {
+        use tokio::io::AsyncReadExt as _;
+        let connections = Connections::new(&Limits::default());
+        let (mut client, server) = tokio::io::duplex(1024);
+        let task = connections.spawn(
+            server,
+            |_req: Request<Incoming>| async { json_response(StatusCode::OK, Bytes::new()) },
+            (),
+        );
+        let start = tokio::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = client.read_to_end(&mut buf).await;
+        assert!(read.is_ok() && buf.is_empty(), "{read:?} {buf:?}");
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_millis(5_100),
+            "{waited:?}"
+        );
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    }
 
     fn allowed(host: &str) -> bool {
         host_allowed(Some(&HeaderValue::from_str(host).unwrap()), &[])
