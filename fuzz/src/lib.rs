@@ -79,7 +79,9 @@ impl World {
     {
         self.rt.block_on(async {
             let (client, server) = tokio::io::duplex(1 << 16);
-            let served = Connections::new(&Limits::default()).spawn(server, handler, ());
+            // Kept until the exchange is over: dropping it shuts its connections down.
+            let connections = Connections::new(&Limits::default());
+            let served = connections.spawn(server, handler, ());
             let (mut rd, mut wr) = tokio::io::split(client);
             let write = async {
                 // The server may close first (oversized head, bad request): not an error here.
@@ -98,6 +100,7 @@ impl World {
                 .await
                 .expect("the connection neither answered nor closed within 60 s (virtual)");
             let _ = served.await;
+            drop(connections);
             out
         })
     }

@@ -113,6 +113,9 @@ pub async fn serve<H, F>(
 /// The connections of one listener: each is served with the listener's limits (HTTP/1.1
 /// keep-alive, header size cap, header-read deadline) and watched for a graceful shutdown.
 /// Public so that the fuzz targets drive exactly these settings over in-memory streams.
+///
+/// Dropping it asks every connection to shut down gracefully, as [`Connections::shutdown`] does
+/// without waiting: keep it for as long as its connections should be served.
 #[derive(Debug)]
 pub struct Connections {
     builder: http1::Builder,
