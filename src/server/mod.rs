@@ -173,7 +173,7 @@ impl Connections {
         tokio::spawn(async move {
             tokio::select! {
                 _ = connection_ended => {}
-                late = watchdog.expired(period) => if late {
+                () = watchdog.expired(period) => {
                     tracing::debug!("closed a connection whose request head was late");
                     abort.abort();
                 }
