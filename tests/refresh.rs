@@ -3,36 +3,18 @@
 //! Then, in real time through the fake STS and token service: each error class is classified
 //! and retried as designed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sts_sidecar::backend::{Backend, ErrorClass};
-use sts_sidecar::cache::{self, FLOOR, RoleHandle};
-use sts_sidecar::metrics::Metrics;
+use sts_sidecar::backend::ErrorClass;
+use sts_sidecar::cache::{FLOOR, RoleHandle};
 use sts_sidecar::testing::fake_sts::StsReply;
 use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::time::{Instant, sleep};
 
-use crate::support::{Options, Stack};
+use crate::support::{Options, Stack, ready, scripted_role as start};
 
 const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn start(script: &Scripted) -> (RoleHandle, tokio::task::JoinHandle<()>) {
-    cache::spawn_role(
-        "default",
-        Backend::Scripted(script.clone()),
-        Arc::new(Metrics::new()),
-    )
-}
-
-async fn ready(role: &RoleHandle) -> String {
-    let snapshot = role
-        .wait_usable(Duration::from_secs(1))
-        .await
-        .expect("credentials");
-    snapshot.credentials.access_key_id.clone()
-}
 
 fn key(role: &RoleHandle) -> Option<String> {
     role.current().map(|s| s.credentials.access_key_id.clone())

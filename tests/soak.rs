@@ -8,15 +8,15 @@
 //! retry waits at most 2 min. So an outage can be ridden out if it is shorter than
 //! 40 - 5 - 2 = 33 min, wherever in the schedule it starts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{RngExt as _, SeedableRng as _};
-use sts_sidecar::backend::{Backend, ErrorClass};
-use sts_sidecar::cache::{self, FLOOR};
-use sts_sidecar::metrics::Metrics;
+use sts_sidecar::backend::ErrorClass;
+use sts_sidecar::cache::FLOOR;
 use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::time::{Instant, sleep};
+
+use crate::support::{ready, scripted_role};
 
 const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -66,14 +66,8 @@ async fn seven_days_of_random_faults_never_serve_stale_credentials() {
     plan.dedup_by(|b, a| b.start < a.start + a.length); // no overlapping outages
 
     let script = Scripted::new(Step::Creds(HOUR));
-    let (role, _task) = cache::spawn_role(
-        "default",
-        Backend::Scripted(script.clone()),
-        Arc::new(Metrics::new()),
-    );
-    role.wait_usable(Duration::from_secs(1))
-        .await
-        .expect("first credentials");
+    let (role, _task) = scripted_role(&script);
+    ready(&role).await;
     let start = Instant::now();
     let (mut asked, mut served) = (0u64, 0u64);
     let mut min_left = Duration::MAX;
@@ -152,14 +146,8 @@ async fn one_log_line_per_state_change_not_per_retry() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let script = Scripted::new(Step::Creds(HOUR));
-    let (role, _task) = cache::spawn_role(
-        "default",
-        Backend::Scripted(script.clone()),
-        Arc::new(Metrics::new()),
-    );
-    role.wait_usable(Duration::from_secs(1))
-        .await
-        .expect("first credentials");
+    let (role, _task) = scripted_role(&script);
+    ready(&role).await;
     // 30 minutes of throttling (many retries), then 30 of 5xx, then recovery.
     script.set_default(Step::Fail(ErrorClass::Throttled));
     sleep(50 * MIN).await;

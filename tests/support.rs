@@ -286,3 +286,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
         self.clone()
     }
 }
+
+/// One role refreshed by `script` (paused-time policy tests), with its refresher task.
+pub fn scripted_role(
+    script: &sts_sidecar::testing::scripted::Scripted,
+) -> (sts_sidecar::cache::RoleHandle, tokio::task::JoinHandle<()>) {
+    sts_sidecar::cache::spawn_role(
+        "default",
+        sts_sidecar::backend::Backend::Scripted(script.clone()),
+        std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
+    )
+}
+
+/// Waits (up to 1 s) for `role`'s first usable credentials; returns their access key id.
+pub async fn ready(role: &sts_sidecar::cache::RoleHandle) -> String {
+    let snapshot = role
+        .wait_usable(std::time::Duration::from_secs(1))
+        .await
+        .expect("credentials");
+    snapshot.credentials.access_key_id.clone()
+}

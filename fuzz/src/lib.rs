@@ -74,7 +74,7 @@ impl World {
     /// exchange does not end (a hang is a finding).
     pub fn exchange<H, F>(&self, input: &[u8], handler: H) -> Vec<u8>
     where
-        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
         self.rt.block_on(async {
