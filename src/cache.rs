@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::backend::{Backend, Credentials, ErrorClass};
+use crate::backend::{self, Credentials, ErrorClass};
 use crate::clock;
 use crate::metrics::Metrics;
 
@@ -39,6 +39,19 @@ const SLOW_BACKOFF_BASE: Duration = Duration::from_secs(30);
 const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The shortest pause between two attempts.
 const MIN_DELAY: Duration = Duration::from_millis(200);
+
+/// What a refresher keeps fresh. Production roles are [`crate::backend::Backend`]s; tests
+/// implement it with scripted answers to check the refresh policy in paused time.
+pub trait Refresh: Send + Sync + 'static {
+    /// One attempt at new credentials (no retries: the refresher owns retry policy).
+    fn fetch(&self) -> impl Future<Output = Result<Credentials, backend::Error>> + Send;
+    /// Drops any cached identity token (STS rejected it).
+    fn invalidate_token(&self) -> impl Future<Output = ()> + Send;
+    /// The IAM role ARN assumed.
+    fn role_arn(&self) -> &str;
+    /// Where the identity comes from, for `/status`.
+    fn source(&self) -> String;
+}
 
 /// One published credential set, ready to send.
 pub struct Snapshot {
@@ -80,6 +93,7 @@ pub struct RoleHandle {
 #[derive(Debug, Default)]
 struct Status {
     role_arn: String,
+    source: String,
     expiration: Option<i64>,
     last_refresh: Option<i64>,
     last_error: Option<String>,
@@ -95,6 +109,8 @@ pub struct RoleStatus {
     pub alias: String,
     /// The IAM role ARN.
     pub role_arn: String,
+    /// Where the identity comes from: the source's name and origin.
+    pub source: String,
     /// Whether usable credentials are held.
     pub ready: bool,
     /// The access key id served (not secret).
@@ -165,6 +181,7 @@ impl RoleHandle {
         RoleStatus {
             alias: self.alias.to_string(),
             role_arn: status.role_arn.clone(),
+            source: status.source.clone(),
             ready: current.is_some(),
             access_key_id: current.map(|s| s.credentials.access_key_id.clone()),
             expiration: status.expiration.map(clock::format_rfc3339),
@@ -182,14 +199,15 @@ impl RoleHandle {
 
 /// Starts the refresher for one role; it fetches at once, then keeps the credentials fresh until
 /// the returned task is aborted.
-pub fn spawn_role(
+pub fn spawn_role<B: Refresh>(
     alias: &str,
-    backend: Backend,
+    backend: B,
     metrics: Arc<Metrics>,
 ) -> (RoleHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(None);
     let status = Arc::new(Mutex::new(Status {
         role_arn: backend.role_arn().to_owned(),
+        source: backend.source(),
         ..Status::default()
     }));
     let latest = Arc::new(ArcSwapOption::empty());
@@ -211,16 +229,16 @@ pub fn spawn_role(
     (handle, task)
 }
 
-struct Refresher {
+struct Refresher<B> {
     alias: String,
-    backend: Backend,
+    backend: B,
     latest: Arc<ArcSwapOption<Snapshot>>,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
     status: Arc<Mutex<Status>>,
     metrics: Arc<Metrics>,
 }
 
-impl Refresher {
+impl<B: Refresh> Refresher<B> {
     async fn run(self) {
         let mut failures: u32 = 0;
         let mut last_class: Option<ErrorClass> = None;

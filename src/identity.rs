@@ -160,6 +160,26 @@ impl IdentityFiles {
 }
 
 impl Error {
+    /// What the user should do about it (printed by `check`).
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Read { origin, .. } | Error::NoPem { origin, .. } => format!(
+                "make {origin} name a readable PEM file (Cloud Foundry sets CF_INSTANCE_CERT and \
+                 CF_INSTANCE_KEY; elsewhere pass --cert-file and --key-file)"
+            ),
+            Error::Mismatch { .. } => {
+                "point --key-file at the private key of the certificate in --cert-file".to_owned()
+            }
+            Error::Expired { .. } => "the platform should have rotated the certificate; restart \
+                                      the app instance if it did not"
+                .to_owned(),
+            Error::BadCertificate { .. } | Error::BadKey { .. } => {
+                "use the instance identity certificate and key as the platform writes them (PEM)"
+                    .to_owned()
+            }
+        }
+    }
+
     /// Whether the platform may be in the middle of replacing the files.
     fn may_be_rotation(&self) -> bool {
         match self {

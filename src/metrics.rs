@@ -16,6 +16,18 @@ struct RoleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleInfoLabels {
+    role: String,
+    source: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefreshLabels {
     role: String,
     outcome: &'static str,
@@ -47,7 +59,8 @@ pub struct Metrics {
     /// `requests{listener="credentials",status="200"}`, resolved once: the hot path.
     credentials_ok: Counter,
     certificate_expiry: Gauge,
-    identity_token_expiry: Gauge,
+    identity_token_expiry: Family<SourceLabels, Gauge>,
+    role_info: Family<RoleInfoLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,11 +110,17 @@ impl Metrics {
             "notAfter of the instance identity certificate last read (Unix seconds)",
             certificate_expiry.clone(),
         );
-        let identity_token_expiry = Gauge::default();
+        let identity_token_expiry = Family::<SourceLabels, Gauge>::default();
         registry.register(
             "identity_token_expiry_timestamp_seconds",
-            "exp of the identity token last fetched (Unix seconds)",
+            "exp of the identity token last fetched, per identity source (Unix seconds)",
             identity_token_expiry.clone(),
+        );
+        let role_info = Family::<RoleInfoLabels, Gauge>::default();
+        registry.register(
+            "role_info",
+            "Always 1: which identity source (name and kind) each role gets its token from",
+            role_info.clone(),
         );
         let credentials_ok = requests
             .get_or_create(&RequestLabels {
@@ -118,6 +137,7 @@ impl Metrics {
             credentials_ok,
             certificate_expiry,
             identity_token_expiry,
+            role_info,
         }
     }
 
@@ -173,8 +193,23 @@ impl Metrics {
         self.certificate_expiry.set(unix);
     }
 
-    /// Records the identity token's exp.
-    pub fn set_identity_token_expiry(&self, unix: i64) {
-        self.identity_token_expiry.set(unix);
+    /// Records the exp of the identity token last fetched from `source`.
+    pub fn set_identity_token_expiry(&self, source: &str, unix: i64) {
+        self.identity_token_expiry
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .set(unix);
+    }
+
+    /// Records which source (`name`, of `kind`) `role` gets its identity from.
+    pub fn set_role_source(&self, role: &str, source: &str, kind: &str) {
+        self.role_info
+            .get_or_create(&RoleInfoLabels {
+                role: role.to_owned(),
+                source: source.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .set(1);
     }
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::scripted::{Scripted, Step};
 use sts_sidecar::backend::ErrorClass;
 use sts_sidecar::cache::{FLOOR, RoleHandle};
 use sts_sidecar::testing::fake_sts::StsReply;
-use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::time::{Instant, sleep};
 
 use crate::support::{Options, Stack, ready, scripted_role as start};

@@ -87,6 +87,7 @@ async fn accepts_pkcs8_and_ec_keys() {
             .token()
             .await
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let claims = claims.expect("the token service issues JWTs");
         assert!(!token.expose().is_empty());
         assert_eq!(
             claims.sub.as_deref(),

@@ -252,7 +252,8 @@ async fn admin_endpoints_report_state_without_secrets() {
         "sts_sidecar_upstream_request_duration_seconds_count{upstream=\"token_service\",outcome=\"success\"} 1",
         "sts_sidecar_http_requests_total{listener=\"credentials\",status=\"200\"} 1",
         "sts_sidecar_certificate_expiry_timestamp_seconds ",
-        "sts_sidecar_identity_token_expiry_timestamp_seconds ",
+        "sts_sidecar_identity_token_expiry_timestamp_seconds{source=\"token-service\"} ",
+        "sts_sidecar_role_info{role=\"default\",source=\"token-service\",kind=\"token-service\"} 1",
     ] {
         assert!(
             metrics.body.contains(needle),

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
+use crate::scripted::{Scripted, Step};
 use rand::{RngExt as _, SeedableRng as _};
 use sts_sidecar::backend::ErrorClass;
 use sts_sidecar::cache::FLOOR;
-use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::time::{Instant, sleep};
 
 use crate::support::{ready, scripted_role};

@@ -38,6 +38,7 @@ pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
     )
     .expect("token service client");
     TokenSource::new(
+        "token-service",
         Source::TokenService(service),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     )
@@ -289,11 +290,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
 
 /// One role refreshed by `script` (paused-time policy tests), with its refresher task.
 pub fn scripted_role(
-    script: &sts_sidecar::testing::scripted::Scripted,
+    script: &crate::scripted::Scripted,
 ) -> (sts_sidecar::cache::RoleHandle, tokio::task::JoinHandle<()>) {
     sts_sidecar::cache::spawn_role(
         "default",
-        sts_sidecar::backend::Backend::Scripted(script.clone()),
+        script.clone(),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     )
 }

@@ -5,6 +5,8 @@
 
 // Shared stack builder and HTTP helpers.
 mod support;
+// A backend that follows a script, for paused-time tests of the refresh policy.
+mod scripted;
 
 // The real binary: help, exit codes, signals.
 mod cli;

@@ -14,10 +14,9 @@ fuzz_target!(|data: &[u8]| {
         None => (false, data),
     };
     match interpret(URL, body, html) {
-        Ok((token, claims)) => {
+        Ok(token) => {
             assert!(!html, "an HTML answer was accepted");
-            let again = decode_claims(token.expose()).expect("accepted token decodes again");
-            assert_eq!(again.exp, claims.exp);
+            decode_claims(token.expose()).expect("an accepted token decodes");
             assert_eq!(
                 token.expose().split('.').count(),
                 3,

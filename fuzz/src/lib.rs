@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use sts_sidecar::backend::Backend;
-use sts_sidecar::cache::{self, RoleHandle};
+use sts_sidecar::backend::{Credentials, Error, SecretAccessKey, SessionToken};
+use sts_sidecar::cache::{self, Refresh, RoleHandle};
 use sts_sidecar::metrics::Metrics;
 use sts_sidecar::server::{Body, Connections, Limits, Roles};
-use sts_sidecar::testing::scripted::{Scripted, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The authorization token the credentials listener accepts.
@@ -40,9 +39,8 @@ impl World {
             .expect("runtime");
         let metrics = Arc::new(Metrics::new());
         let handle = rt.block_on(async {
-            let backend = Backend::Scripted(Scripted::new(Step::Creds(Duration::from_secs(3600))));
             let (handle, _task): (RoleHandle, _) =
-                cache::spawn_role("default", backend, metrics.clone());
+                cache::spawn_role("default", OneHour, metrics.clone());
             handle
                 .wait_usable(Duration::from_secs(5))
                 .await
@@ -109,6 +107,34 @@ impl World {
 impl Default for World {
     fn default() -> Self {
         World::new()
+    }
+}
+
+/// A backend whose every refresh yields fresh one-hour credentials.
+struct OneHour;
+
+impl Refresh for OneHour {
+    async fn fetch(&self) -> Result<Credentials, Error> {
+        let n = sts_sidecar::clock::now_unix();
+        Ok(Credentials {
+            access_key_id: format!("ASIAFUZZ{n:012}"),
+            secret_access_key: SecretAccessKey::new(format!("fuzz-secret-{n}")),
+            session_token: SessionToken::new(format!("fuzz-session-{n}")),
+            expiration: n + 3600,
+            account_id: "123456789012".to_owned(),
+            role_arn: self.role_arn().to_owned(),
+            assumed_role_arn: None,
+        })
+    }
+
+    async fn invalidate_token(&self) {}
+
+    fn role_arn(&self) -> &str {
+        "arn:aws:iam::123456789012:role/fuzz"
+    }
+
+    fn source(&self) -> String {
+        "fuzz".to_owned()
     }
 }
 

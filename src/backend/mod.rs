@@ -125,9 +125,6 @@ impl Credentials {
 pub enum Backend {
     /// STS `AssumeRoleWithWebIdentity` with an identity token.
     Sts(Sts),
-    /// A scripted backend for paused-time tests of the refresh policy.
-    #[cfg(any(test, feature = "test-util"))]
-    Scripted(crate::testing::scripted::Scripted),
 }
 
 impl Backend {
@@ -135,8 +132,6 @@ impl Backend {
     pub async fn fetch(&self) -> Result<Credentials, Error> {
         match self {
             Backend::Sts(sts) => sts.fetch().await,
-            #[cfg(any(test, feature = "test-util"))]
-            Backend::Scripted(s) => s.fetch().await,
         }
     }
 
@@ -144,8 +139,6 @@ impl Backend {
     pub async fn invalidate_token(&self) {
         match self {
             Backend::Sts(sts) => sts.token_source().invalidate().await,
-            #[cfg(any(test, feature = "test-util"))]
-            Backend::Scripted(s) => s.invalidate(),
         }
     }
 
@@ -153,9 +146,42 @@ impl Backend {
     pub fn role_arn(&self) -> &str {
         match self {
             Backend::Sts(sts) => sts.role_arn(),
-            #[cfg(any(test, feature = "test-util"))]
-            Backend::Scripted(s) => s.role_arn(),
         }
+    }
+
+    /// The name and kind of the source the role's identity comes from, for metrics.
+    pub fn source_name(&self) -> (&str, &'static str) {
+        match self {
+            Backend::Sts(sts) => (
+                sts.token_source().name(),
+                sts.token_source().source().kind(),
+            ),
+        }
+    }
+
+    /// Where the role's identity comes from, for `/status`: the source's name and origin.
+    pub fn source(&self) -> String {
+        match self {
+            Backend::Sts(sts) => sts.token_source().describe(),
+        }
+    }
+}
+
+impl crate::cache::Refresh for Backend {
+    async fn fetch(&self) -> Result<Credentials, Error> {
+        Backend::fetch(self).await
+    }
+
+    async fn invalidate_token(&self) {
+        Backend::invalidate_token(self).await;
+    }
+
+    fn role_arn(&self) -> &str {
+        Backend::role_arn(self)
+    }
+
+    fn source(&self) -> String {
+        Backend::source(self)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::cli::CheckArgs;
 use crate::clock::format_rfc3339;
 use crate::config::{AuthSource, Config, DEFAULT_ADMIN_LISTEN, Env};
 use crate::metrics::Metrics;
-use crate::token::{self, Claims};
+use crate::token::Claims;
 
 /// Runs the checks; returns the exit code (0 all passed, 1 something failed).
 pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
@@ -56,13 +56,13 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
         Err(e) => {
             failed = true;
             println!("  FAIL  {e}");
-            println!("  fix:  {}", identity_hint(&e));
+            println!("  fix:  {}", e.hint());
         }
     }
 
     println!("\nidentity token");
     let claims = match token_source.token().await {
-        Ok((_token, claims)) => {
+        Ok((_token, Some(claims))) => {
             println!("  ok    from {}", config.token_service.url);
             println!(
                 "        iss         {}",
@@ -76,10 +76,17 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             println!("        exp         {}", format_rfc3339(claims.exp));
             Some(claims)
         }
+        Ok((_token, None)) => {
+            println!(
+                "  ok    from {} (an opaque token, not a JWT)",
+                token_source.describe()
+            );
+            None
+        }
         Err(e) => {
             failed = true;
             println!("  FAIL  {e}");
-            println!("  fix:  {}", token_hint(&e));
+            println!("  fix:  {}", e.hint());
             None
         }
     };
@@ -166,29 +173,6 @@ fn print_config(config: &Config) {
     }
 }
 
-fn identity_hint(e: &crate::identity::Error) -> String {
-    use crate::identity::Error as E;
-    match e {
-        E::Read { origin, .. } | E::NoPem { origin, .. } => format!(
-            "make {origin} name a readable PEM file (Cloud Foundry sets CF_INSTANCE_CERT and CF_INSTANCE_KEY; elsewhere pass --cert-file and --key-file)"
-        ),
-        E::Mismatch { .. } => "point --key-file at the private key of the certificate in --cert-file".to_owned(),
-        E::Expired { .. } => "the platform should have rotated the certificate; restart the app instance if it did not".to_owned(),
-        E::BadCertificate { .. } | E::BadKey { .. } => "use the instance identity certificate and key as the platform writes them (PEM)".to_owned(),
-    }
-}
-
-fn token_hint(e: &token::Error) -> String {
-    use token::Error as E;
-    match e {
-        E::Identity(inner) => identity_hint(inner),
-        E::Forbidden { .. } => "the token service must trust the Diego instance identity CA, and a route in front of it must pass the client certificate on (gorouter: forwarded_client_cert = sanitize_set)".to_owned(),
-        E::Unreachable { .. } => "check --token-service-url, HTTPS_PROXY/NO_PROXY, and --token-service-ca if the service's certificate comes from a private CA".to_owned(),
-        E::Status { .. } | E::NotJwt { .. } => "pass the token service's base URL (without /token); the service answers POST /token with a bare JWT".to_owned(),
-        E::Expired { .. } => "the token service issues already-expired tokens: check its clock and this machine's".to_owned(),
-    }
-}
-
 fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str) -> String {
     let iss = claims
         .and_then(|c| c.iss.as_deref())
@@ -198,7 +182,7 @@ fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str) -> Stri
         .and_then(|c| c.sub.as_deref())
         .unwrap_or("<org guid>:<space guid>:<app guid>");
     match e {
-        backend::Error::Token(inner) => token_hint(inner),
+        backend::Error::Token(inner) => inner.hint(),
         backend::Error::Sts { code, message, .. } => match code.as_str() {
             "AccessDenied" => format!(
                 "the trust policy of {role_arn} must allow sts:AssumeRoleWithWebIdentity for the federated principal {provider} with the condition {provider}:sub matching \"{sub}\" (e.g. StringLike \"<org guid>:<space guid>:*\") and {provider}:aud = sts.amazonaws.com"
@@ -244,7 +228,7 @@ async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, E
                 return Ok(0);
             }
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            Err(e) => last = crate::token::token_service::chain(&e),
+            Err(e) => last = crate::token::chain(&e),
         }
         if tokio::time::Instant::now() >= deadline {
             eprintln!(

@@ -78,7 +78,7 @@ async fn from_sidecar(
         .map_err(|e| {
             ExitError::failure(anyhow!(
                 "cannot reach the sidecar at {url}: {}",
-                crate::token::token_service::chain(&e)
+                crate::token::chain(&e)
             ))
         })?;
     let status = response.status();

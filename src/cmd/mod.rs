@@ -29,6 +29,7 @@ pub async fn backends(
     )
     .context("token_service.ca_file")?;
     let token = Arc::new(TokenSource::new(
+        "token-service",
         Source::TokenService(service),
         metrics.clone(),
     ));

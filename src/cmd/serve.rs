@@ -128,6 +128,8 @@ pub async fn start(
     let mut handles: Vec<RoleHandle> = Vec::new();
     let mut refreshers = Vec::new();
     for (role, backend) in backends {
+        let (source, kind) = backend.source_name();
+        metrics.set_role_source(&role.alias, source, kind);
         let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
         handles.push(handle);
         refreshers.push(task);

@@ -6,7 +6,6 @@ pub mod fake_sts;
 pub mod fake_token_service;
 pub mod jwt;
 pub mod pki;
-pub mod scripted;
 
 use std::convert::Infallible;
 use std::future::Future;

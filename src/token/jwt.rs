@@ -15,6 +15,19 @@ pub struct Claims {
     pub aud: Vec<String>,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Every other claim with a scalar value (`azp`, `email`, `repository`, `client_id`, ...),
+    /// in the token's order, as text: what a trust policy may test, for `check` to print.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Claims {
+    /// The value of another claim, if the token has it.
+    pub fn extra(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a string is not a usable JWT. Never carries any part of the token.
@@ -39,21 +52,8 @@ struct RawHeader {
     alg: String,
 }
 
-#[derive(Deserialize)]
-struct RawClaims {
-    iss: Option<String>,
-    sub: Option<String>,
-    #[serde(default)]
-    aud: Option<Audience>,
-    exp: Option<serde_json::Number>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
+/// Claims `decode_claims` reads into their own fields; `iat`/`nbf`/`jti` are not worth printing.
+const NOT_EXTRA: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
 
 /// Decodes the claims of a compact JWS without verifying it.
 pub fn decode_claims(token: &str) -> Result<Claims, JwtError> {
@@ -76,21 +76,40 @@ pub fn decode_claims(token: &str) -> Result<Claims, JwtError> {
     if header.alg.is_empty() {
         return Err(JwtError::Header);
     }
-    let raw: RawClaims = decode_json(payload).ok_or(JwtError::Payload)?;
+    let raw: serde_json::Map<String, serde_json::Value> =
+        decode_json(payload).ok_or(JwtError::Payload)?;
     let exp = raw
-        .exp
+        .get("exp")
         .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
         .ok_or(JwtError::NoExp)?;
-    let aud = match raw.aud {
-        None => Vec::new(),
-        Some(Audience::One(a)) => vec![a],
-        Some(Audience::Many(a)) => a,
+    let text = |name: &str| raw.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let aud = match raw.get("aud") {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
     };
+    let extra = raw
+        .iter()
+        .filter(|(k, _)| !NOT_EXTRA.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect();
     Ok(Claims {
-        iss: raw.iss,
-        sub: raw.sub,
+        iss: text("iss"),
+        sub: text("sub"),
         aud,
         exp,
+        extra,
     })
 }
 
@@ -126,6 +145,20 @@ mod tests {
         assert_eq!(c.sub.as_deref(), Some("o:s:a"));
         assert_eq!(c.aud, vec!["sts.amazonaws.com"]);
         assert_eq!(c.exp, 1_767_268_800);
+        assert!(c.extra.is_empty(), "{:?}", c.extra);
+    }
+
+    #[test]
+    fn keeps_other_scalar_claims_for_check() {
+        let c = decode_claims(&jwt(
+            r#"{"exp":5,"azp":"1234","email_verified":true,"n":7,"obj":{"a":1},"iat":1}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.extra("azp"), Some("1234"));
+        assert_eq!(c.extra("email_verified"), Some("true"));
+        assert_eq!(c.extra("n"), Some("7"));
+        assert_eq!(c.extra("obj"), None);
+        assert_eq!(c.extra("iat"), None);
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! Where the identity token (a JWT that STS accepts) comes from, and how long it is kept.
+//! Where the identity token (the JWT that STS `AssumeRoleWithWebIdentity` accepts) comes from,
+//! and how long it is kept.
 //!
-//! A [`TokenSource`] owns one way of getting a token and a cache in front of it: the token is
-//! reused until shortly before its own `exp`, fetched again after the identity certificate
-//! rotates, and dropped when STS says it is invalid or expired. Concurrent callers share one
-//! fetch. This module decodes claims (it does not verify signatures: STS does that) and never
-//! logs or prints a token.
+//! A [`Source`] is one way of getting a token (a closed set: one file per variant). Each variant
+//! provides three things: [`Source::probe`], a cheap look at what tells the cache that a cached
+//! token is stale (the identity certificate's bytes, a token file's identity, or nothing);
+//! [`Source::fetch`], one attempt at a token; and a label for metrics and logs.
+//!
+//! A [`TokenSource`] puts the one cache in front of a source, the same for every variant: a token
+//! that is a JWT is reused until shortly before its own `exp` (never past it) unless the probe
+//! changed; an opaque token is fetched again for every STS call; [`TokenSource::invalidate`]
+//! (after STS said `InvalidIdentityToken` or `ExpiredTokenException`) forces a fresh one.
+//! Concurrent callers share one fetch. This module decodes claims (it does not verify
+//! signatures: STS does that) and never logs or prints a token.
 
 mod jwt;
 pub mod token_service;
@@ -17,16 +24,19 @@ use tokio::time::Instant;
 pub use jwt::{Claims, JwtError, decode_claims};
 pub use token_service::TokenService;
 
+use crate::identity::IdentityPair;
 use crate::metrics::Metrics;
 
 crate::secret::secret_string!(
-    /// A JWT that proves the app's identity to STS.
+    /// A token that proves the app's identity to STS (usually a JWT).
     IdentityToken
 );
 
-/// Refetch the token when less than this much of its lifetime is left (or half its lifetime, if
+/// Refetch a JWT when less than this much of its lifetime is left (or half its lifetime, if
 /// that is shorter).
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// A JWT with less than this left is treated as already expired.
+const TOKEN_MIN_LIFETIME: Duration = Duration::from_secs(10);
 
 /// The ways of getting an identity token (a closed set: one file per variant).
 #[derive(Debug)]
@@ -35,9 +45,89 @@ pub enum Source {
     TokenService(TokenService),
 }
 
+/// What a source found out before fetching: whether a cached token is still current, and what
+/// the fetch needs.
+#[derive(Debug)]
+pub struct Probe {
+    /// Compared with the stamp of the cached token: a different one means "fetch again".
+    pub stamp: Stamp,
+    /// The identity certificate and key, for sources that present them.
+    pub identity: Option<IdentityPair>,
+}
+
+/// What a cached token was obtained from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    /// Nothing observable: only the token's own `exp` decides.
+    Nothing,
+    /// The bytes of the certificate file: a rotation changes them.
+    Certificate(Arc<Vec<u8>>),
+}
+
+/// Where a token came from, for messages: `kind` is the source kind (`token-service`, ...),
+/// `name` the configured source name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceName {
+    /// The configured name (`[source.NAME]`).
+    pub name: String,
+    /// The kind, as written in the config (`type = "..."`).
+    pub kind: &'static str,
+}
+
+impl Source {
+    /// The kind, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::TokenService(_) => "token-service",
+        }
+    }
+
+    /// The label of this source's upstream in metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Source::TokenService(_) => "token_service",
+        }
+    }
+
+    /// Where tokens come from, for logs, `/status` and `check` (a URL, a path, a program).
+    pub fn origin(&self) -> String {
+        match self {
+            Source::TokenService(s) => format!("token service {}", s.url()),
+        }
+    }
+
+    /// Looks at what decides whether a cached token is still current.
+    pub async fn probe(&self) -> Result<Probe, Error> {
+        match self {
+            Source::TokenService(s) => {
+                let pair = s.identity().read_pair().await?;
+                Ok(Probe {
+                    stamp: Stamp::Certificate(pair.cert_pem.clone()),
+                    identity: Some(pair),
+                })
+            }
+        }
+    }
+
+    /// One attempt at a token (no retries: the refresher owns retry policy).
+    pub async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
+        match self {
+            Source::TokenService(s) => match &probe.identity {
+                Some(pair) => s.fetch(pair).await,
+                None => Err(Error::Unavailable {
+                    origin: self.origin(),
+                    detail: "internal: no identity pair was read".to_owned(),
+                    hint: String::new(),
+                }),
+            },
+        }
+    }
+}
+
 /// A token source with its cache.
 #[derive(Debug)]
 pub struct TokenSource {
+    name: String,
     source: Source,
     cache: tokio::sync::Mutex<Option<Cached>>,
     metrics: Arc<Metrics>,
@@ -48,51 +138,57 @@ struct Cached {
     token: IdentityToken,
     claims: Claims,
     refetch_at: Instant,
-    /// The certificate file the token was obtained with; a different one means a rotation.
-    cert_pem: Option<Arc<Vec<u8>>>,
+    stamp: Stamp,
 }
 
-/// Why no identity token could be had.
+/// Why no identity token could be had. Every variant names its origin (a URL, a path, a
+/// program or a variable) and never the token; [`Error::hint`] says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The certificate or key could not be read.
     #[error(transparent)]
     Identity(#[from] crate::identity::Error),
-    /// The token service could not be reached or did not answer in time.
-    #[error("cannot reach the token service at {url}: {detail}")]
+    /// The upstream could not be reached or did not answer in time.
+    #[error("cannot reach {origin}: {detail}")]
     Unreachable {
-        /// The URL called.
-        url: String,
+        /// What was called, e.g. `the token service at https://.../token`.
+        origin: String,
         /// The transport error, with its causes.
         detail: String,
         /// Whether it was a timeout.
         timed_out: bool,
+        /// What to do about it.
+        hint: String,
     },
-    /// The token service answered 403: it did not accept the client certificate.
-    #[error(
-        "the token service at {url} refused the client certificate (HTTP 403 Forbidden); check \
-         that the certificate is the instance identity certificate and that the service trusts \
-         its CA"
-    )]
-    Forbidden {
-        /// The URL called.
-        url: String,
+    /// The upstream refused the request (401, 403, an OAuth error).
+    #[error("{origin} {detail}")]
+    Refused {
+        /// What was called.
+        origin: String,
+        /// What it said, e.g. `refused the client certificate (HTTP 403 Forbidden)`.
+        detail: String,
+        /// What to do about it.
+        hint: String,
     },
-    /// The token service answered with another error status.
-    #[error("the token service at {url} answered HTTP {status}")]
+    /// The upstream answered with another error status.
+    #[error("{origin} answered HTTP {status}")]
     Status {
-        /// The URL called.
-        url: String,
+        /// What was called.
+        origin: String,
         /// The HTTP status.
         status: u16,
+        /// What to do about it.
+        hint: String,
     },
-    /// The token service answered 2xx with something that is not a JWT.
-    #[error("the token service at {url} answered with {what}, not a JWT")]
-    NotJwt {
-        /// The URL called.
-        url: String,
-        /// What came instead (never the body itself).
+    /// The upstream answered 2xx with something that is not a token.
+    #[error("{origin} answered with {what}, not a token")]
+    Malformed {
+        /// What was called.
+        origin: String,
+        /// What came instead (its shape, never its content).
         what: String,
+        /// What to do about it.
+        hint: String,
     },
     /// The token is already expired (or expires within seconds).
     #[error("the identity token from {origin} has already expired (exp {exp})")]
@@ -102,76 +198,100 @@ pub enum Error {
         /// Its `exp` claim.
         exp: i64,
     },
+    /// The source has nothing to give yet: a missing or empty file, a missing variable, a
+    /// command that failed.
+    #[error("{origin}: {detail}")]
+    Unavailable {
+        /// The path, variable or program.
+        origin: String,
+        /// What is wrong.
+        detail: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+impl Error {
+    /// What the user should do about it (printed by `check`).
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Identity(e) => e.hint(),
+            Error::Unreachable { hint, .. }
+            | Error::Refused { hint, .. }
+            | Error::Status { hint, .. }
+            | Error::Malformed { hint, .. }
+            | Error::Unavailable { hint, .. } => hint.clone(),
+            Error::Expired { .. } => "the source issues already-expired tokens: check its clock \
+                                      and this machine's (NTP)"
+                .to_owned(),
+        }
+    }
 }
 
 impl TokenSource {
-    /// Wraps a source with an empty cache.
-    pub fn new(source: Source, metrics: Arc<Metrics>) -> Self {
+    /// Wraps the source named `name` with an empty cache.
+    pub fn new(name: impl Into<String>, source: Source, metrics: Arc<Metrics>) -> Self {
         Self {
+            name: name.into(),
             source,
             cache: tokio::sync::Mutex::new(None),
             metrics,
         }
     }
 
-    /// A valid identity token: the cached one, or a fresh one if it is near expiry, the identity
-    /// certificate rotated, or it was invalidated.
-    pub async fn token(&self) -> Result<(IdentityToken, Claims), Error> {
+    /// The configured name of the source.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The source itself.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// A valid identity token, with its claims when it is a JWT: the cached one, or a fresh one
+    /// if it is near expiry, the probe changed (a rotation), or it was invalidated.
+    pub async fn token(&self) -> Result<(IdentityToken, Option<Claims>), Error> {
         let mut cache = self.cache.lock().await;
-        match &self.source {
-            Source::TokenService(service) => {
-                let pair = service.identity().read_pair().await?;
-                self.metrics.set_certificate_expiry(pair.leaf.not_after);
-                if let Some(cached) = cache.as_ref() {
-                    let same_cert = cached.cert_pem.as_ref() == Some(&pair.cert_pem);
-                    if same_cert && Instant::now() < cached.refetch_at {
-                        return Ok((cached.token.clone(), cached.claims.clone()));
-                    }
-                    if !same_cert {
-                        tracing::info!(
-                            "identity certificate rotated, fetching a new identity token"
-                        );
-                    }
-                }
-                let started = Instant::now();
-                let result = service.fetch(&pair).await;
-                self.metrics
-                    .observe_upstream("token_service", result.is_ok(), started.elapsed());
-                let (token, claims) = result?;
-                self.store(&mut cache, token, claims, Some(pair.cert_pem))
+        let probe = self.source.probe().await?;
+        if let Some(pair) = &probe.identity {
+            self.metrics.set_certificate_expiry(pair.leaf.not_after);
+        }
+        if let Some(cached) = cache.as_ref() {
+            let same = cached.stamp == probe.stamp;
+            if same && Instant::now() < cached.refetch_at {
+                return Ok((cached.token.clone(), Some(cached.claims.clone())));
+            }
+            if !same {
+                tracing::info!(source = %self.name, "identity changed, fetching a new identity token");
             }
         }
-    }
-
-    /// Forgets the cached token, so the next call fetches a new one (STS rejected it).
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
-    }
-
-    /// A short description of the source, for logs and status.
-    pub fn describe(&self) -> String {
-        match &self.source {
-            Source::TokenService(service) => format!("token service {}", service.url()),
-        }
-    }
-
-    fn store(
-        &self,
-        cache: &mut Option<Cached>,
-        token: IdentityToken,
-        claims: Claims,
-        cert_pem: Option<Arc<Vec<u8>>>,
-    ) -> Result<(IdentityToken, Claims), Error> {
+        let started = Instant::now();
+        let result = self.source.fetch(&probe).await;
+        self.metrics.observe_upstream(
+            self.source.metric_label(),
+            result.is_ok(),
+            started.elapsed(),
+        );
+        let token = result?;
+        let Ok(claims) = decode_claims(token.expose()) else {
+            // Opaque (or a JWT without exp): nothing tells how long it lives, so it is not kept.
+            *cache = None;
+            tracing::debug!(source = %self.name, "fetched an opaque identity token");
+            return Ok((token, None));
+        };
         let lifetime = crate::clock::until_unix(claims.exp);
-        if lifetime < Duration::from_secs(10) {
+        if lifetime < TOKEN_MIN_LIFETIME {
             return Err(Error::Expired {
-                origin: self.describe(),
+                origin: self.source.origin(),
                 exp: claims.exp,
             });
         }
-        self.metrics.set_identity_token_expiry(claims.exp);
+        self.metrics
+            .set_identity_token_expiry(&self.name, claims.exp);
         let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
         tracing::debug!(
+            source = %self.name,
             sub = claims.sub.as_deref().unwrap_or(""),
             exp = claims.exp,
             "fetched identity token"
@@ -180,8 +300,33 @@ impl TokenSource {
             token: token.clone(),
             claims: claims.clone(),
             refetch_at: Instant::now() + (lifetime - margin),
-            cert_pem,
+            stamp: probe.stamp,
         });
-        Ok((token, claims))
+        Ok((token, Some(claims)))
     }
+
+    /// Forgets the cached token, so the next call fetches a new one (STS rejected it).
+    pub async fn invalidate(&self) {
+        *self.cache.lock().await = None;
+    }
+
+    /// A short description of the source, for logs and status: `name (kind origin)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.name, self.source.origin())
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }

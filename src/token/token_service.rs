@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Claims, Error, IdentityToken, decode_claims};
+use super::{Error, IdentityToken, chain, decode_claims};
 use crate::identity::{IdentityFiles, IdentityPair};
 
 /// The largest token-service answer we read; a JWT is a few KiB.
@@ -96,7 +96,7 @@ impl TokenService {
     }
 
     /// Exchanges the identity pair for a token: one POST, no retries (the caller retries).
-    pub async fn fetch(&self, pair: &IdentityPair) -> Result<(IdentityToken, Claims), Error> {
+    pub async fn fetch(&self, pair: &IdentityPair) -> Result<IdentityToken, Error> {
         let client = self.client_for(pair)?;
         let url = &self.token_url;
         let response = client
@@ -107,12 +107,23 @@ impl TokenService {
             .map_err(|e| unreachable(url, &e))?;
         let status = response.status();
         if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
-            return Err(Error::Forbidden { url: url.clone() });
+            return Err(Error::Refused {
+                origin: origin(url),
+                detail: format!(
+                    "refused the client certificate (HTTP {status}); check that the certificate \
+                     is the instance identity certificate and that the service trusts its CA"
+                ),
+                hint: "the token service must trust the Diego instance identity CA, and a route \
+                       in front of it must pass the client certificate on (gorouter: \
+                       forwarded_client_cert = sanitize_set)"
+                    .to_owned(),
+            });
         }
         if !status.is_success() {
             return Err(Error::Status {
-                url: url.clone(),
+                origin: origin(url),
                 status: status.as_u16(),
+                hint: BASE_URL_HINT.to_owned(),
             });
         }
         let html = response
@@ -137,9 +148,11 @@ impl TokenService {
             return Ok(client.clone());
         }
         let setup = |detail: String| Error::Unreachable {
-            url: self.token_url.clone(),
+            origin: origin(&self.token_url),
             detail: format!("cannot set up the TLS client: {detail}"),
             timed_out: false,
+            hint: "use the instance identity certificate and key as the platform writes them"
+                .to_owned(),
         };
         let identity =
             reqwest::Identity::from_pem(&pair.identity_pem()).map_err(|e| setup(chain(&e)))?;
@@ -172,7 +185,7 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>
 /// Reads a successful token-service answer (`html`: its content type said HTML): a bare JWT,
 /// possibly with surrounding whitespace. Errors describe the body's shape, never its content.
 /// Public for the fuzz target that feeds it arbitrary bodies.
-pub fn interpret(url: &str, body: &[u8], html: bool) -> Result<(IdentityToken, Claims), Error> {
+pub fn interpret(url: &str, body: &[u8], html: bool) -> Result<IdentityToken, Error> {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
         return Err(not_jwt(url, "an empty body".to_owned()));
@@ -184,39 +197,36 @@ pub fn interpret(url: &str, body: &[u8], html: bool) -> Result<(IdentityToken, C
         return Err(not_jwt(url, format!("{} bytes of binary data", body.len())));
     };
     match decode_claims(text) {
-        Ok(claims) => Ok((IdentityToken::new(text), claims)),
+        Ok(_) => Ok(IdentityToken::new(text)),
         Err(why) => Err(not_jwt(url, format!("a {}-byte body ({why})", body.len()))),
     }
 }
 
+/// What to do when the service answers something other than a token.
+const BASE_URL_HINT: &str = "pass the token service's base URL (without /token); the service \
+                             answers POST /token with a bare JWT";
+
+fn origin(url: &str) -> String {
+    format!("the token service at {url}")
+}
+
 fn not_jwt(url: &str, what: String) -> Error {
-    Error::NotJwt {
-        url: url.to_owned(),
+    Error::Malformed {
+        origin: origin(url),
         what,
+        hint: BASE_URL_HINT.to_owned(),
     }
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> Error {
     Error::Unreachable {
-        url: url.to_owned(),
+        origin: origin(url),
         detail: chain(e),
         timed_out: e.is_timeout(),
+        hint: "check --token-service-url, HTTPS_PROXY/NO_PROXY, and --token-service-ca if the \
+               service's certificate comes from a private CA"
+            .to_owned(),
     }
-}
-
-/// An error and its causes on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

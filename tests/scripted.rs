@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::backend::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
+use sts_sidecar::backend::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
+use sts_sidecar::cache::Refresh;
 
 /// One scripted answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,11 +71,6 @@ impl Scripted {
         self.state.lock().invalidations
     }
 
-    /// The role ARN reported.
-    pub fn role_arn(&self) -> &str {
-        &self.role_arn
-    }
-
     /// Records a token invalidation.
     pub fn invalidate(&self) {
         self.state.lock().invalidations += 1;
@@ -106,10 +102,29 @@ impl Scripted {
             access_key_id: format!("ASIASCRIPTED{n:08}"),
             secret_access_key: SecretAccessKey::new(format!("secret{n}")),
             session_token: SessionToken::new(format!("session{n}")),
-            expiration: crate::clock::now_unix() + i64::try_from(lifetime.as_secs()).unwrap_or(0),
+            expiration: sts_sidecar::clock::now_unix()
+                + i64::try_from(lifetime.as_secs()).unwrap_or(0),
             account_id: "123456789012".to_owned(),
             role_arn: self.role_arn.clone(),
             assumed_role_arn: None,
         })
+    }
+}
+
+impl Refresh for Scripted {
+    async fn fetch(&self) -> Result<Credentials, Error> {
+        Scripted::fetch(self).await
+    }
+
+    async fn invalidate_token(&self) {
+        self.invalidate();
+    }
+
+    fn role_arn(&self) -> &str {
+        &self.role_arn
+    }
+
+    fn source(&self) -> String {
+        "scripted".to_owned()
     }
 }
