@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Admin endpoint address (/healthz /ready /metrics /status) [default: 127.0.0.1:61680]
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Where the identity token comes from: token-service (the default), file, gcp-metadata,
+    /// oidc, github-actions or command. Usually implied by the source's own flags
+    #[arg(long, value_name = "KIND")]
+    pub source: Option<String>,
     /// Base URL of the CF Identity Token Service, e.g. https://cits.apps.example.com
     #[arg(long, value_name = "URL")]
     pub token_service_url: Option<String>,
@@ -153,24 +157,30 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The flags as config overrides.
+    /// The flags as config overrides, by flag name.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            config: self.config.clone(),
-            listen: self.listen.clone(),
-            admin_listen: self.admin_listen.clone(),
-            token_service_url: self.token_service_url.clone(),
-            token_service_ca: self.token_service_ca.clone(),
-            cert_file: self.cert_file.clone(),
-            key_file: self.key_file.clone(),
-            role_arn: self.role_arn.clone(),
-            role_session_name: self.role_session_name.clone(),
-            duration: self.duration.clone(),
-            auth_token_file: self.auth_token_file.clone(),
-            sts_region: self.sts_region.clone(),
-            sts_endpoint: self.sts_endpoint.clone(),
-            imds: self.imds.then(|| "true".to_owned()),
-            fresh_auth_token: false,
+        let mut o = Overrides::default();
+        o.config.clone_from(&self.config);
+        for (name, value) in [
+            ("listen", &self.listen),
+            ("admin-listen", &self.admin_listen),
+            ("source", &self.source),
+            ("token-service-url", &self.token_service_url),
+            ("token-service-ca", &self.token_service_ca),
+            ("cert-file", &self.cert_file),
+            ("key-file", &self.key_file),
+            ("role-arn", &self.role_arn),
+            ("role-session-name", &self.role_session_name),
+            ("duration", &self.duration),
+            ("auth-token-file", &self.auth_token_file),
+            ("sts-region", &self.sts_region),
+            ("sts-endpoint", &self.sts_endpoint),
+        ] {
+            o.set_opt(name, value.as_deref());
         }
+        if self.imds {
+            o.set("imds", "true");
+        }
+        o
     }
 }

@@ -20,7 +20,7 @@ const PAIR_READ_ATTEMPTS: u32 = 15;
 const PAIR_READ_PAUSE: Duration = Duration::from_millis(200);
 
 /// Where the certificate and key live, and which setting named each path (for error messages).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityFiles {
     /// The certificate chain file: leaf first, then any intermediates.
     pub cert_path: PathBuf,

@@ -95,7 +95,10 @@ fn serve_command(stack: &Stack, listen: &str, sts_endpoint: &str) -> Command {
     let config = stack.config();
     let mut cmd = command();
     cmd.args(["serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
-        .args(["--token-service-url", &config.token_service.url])
+        .args([
+            "--token-service-url",
+            &crate::support::token_service(&config).url,
+        ])
         .args([
             "--token-service-ca",
             &stack.pki.server_ca_path().display().to_string(),

@@ -29,6 +29,13 @@ fn sidecar(stack: &Stack, subcommand: &str) -> Command {
     cmd
 }
 
+/// `check` with the authorization token `serve` would need.
+fn check(stack: &Stack) -> Command {
+    let mut cmd = sidecar(stack, "check");
+    cmd.env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN);
+    cmd
+}
+
 async fn output(mut cmd: Command) -> std::process::Output {
     cmd.stdin(Stdio::null());
     tokio::task::spawn_blocking(move || cmd.output().expect("run"))
@@ -268,7 +275,7 @@ async fn credential_process_does_the_exchange_itself_without_a_sidecar() {
 #[tokio::test]
 async fn check_reports_every_step_and_passes() {
     let stack = Stack::start().await;
-    let out = output(sidecar(&stack, "check")).await;
+    let out = output(check(&stack)).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let ids = &stack.pki.ids;
@@ -301,7 +308,8 @@ async fn check_says_what_to_fix() {
         (
             None,
             Some(StsReply::access_denied()),
-            "sts:AssumeRoleWithWebIdentity for the federated principal 127.0.0.1",
+            "sts:AssumeRoleWithWebIdentity for the federated principal \
+             arn:aws:iam::123456789012:oidc-provider/127.0.0.1",
         ),
         (
             None,
@@ -320,7 +328,7 @@ async fn check_says_what_to_fix() {
         if let Some(r) = sts_reply {
             stack.sts.push_reply(r);
         }
-        let out = output(sidecar(&stack, "check")).await;
+        let out = output(check(&stack)).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert!(
@@ -328,9 +336,9 @@ async fn check_says_what_to_fix() {
             "missing {fix:?} in\n{text}"
         );
     }
-    let sub_line = format!("matching \"{}\"", stack.pki.ids.subject());
+    let sub_line = format!(":sub = \"{}\"", stack.pki.ids.subject());
     stack.sts.push_reply(StsReply::access_denied());
-    let text = String::from_utf8_lossy(&output(sidecar(&stack, "check")).await.stdout).into_owned();
+    let text = String::from_utf8_lossy(&output(check(&stack)).await.stdout).into_owned();
     assert!(
         text.contains(&sub_line),
         "the fix names the token's sub: {text}"
@@ -371,4 +379,101 @@ async fn check_wait_polls_readiness() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("not ready after 1s"));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn check_wait_reads_the_admin_address_from_the_config_file() {
+    // See: issue #10 (check --wait ignored --config).
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nadmin_listen = \"{}\"\n",
+            stack.sidecar().admin_addr
+        ),
+    )
+    .expect("write");
+    let out = output({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .args(["check", "--wait", "5", "--config"])
+            .arg(&file);
+        c
+    })
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn check_judges_the_authorization_token_serve_would_use() {
+    // See: issue #10 (check made up its own token and passed what serve refuses).
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let missing = output(sidecar(&stack, "check")).await;
+    assert_eq!(missing.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("no authorization token: set AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("token");
+    let mut cmd = sidecar(&stack, "check");
+    cmd.arg("--auth-token-file").arg(&file);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("does not exist yet: serve creates it"),
+        "{text}"
+    );
+    assert!(!file.exists(), "check must not create the token file");
+
+    std::fs::write(&file, "short\n").expect("write");
+    let mut cmd = sidecar(&stack, "check");
+    cmd.arg("--auth-token-file").arg(&file);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains(&file.display().to_string()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn check_into_a_closed_pipe_ends_quietly() {
+    // See: issue #10 (`check | head -1` panicked with exit 134).
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let mut cmd = check(&stack);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn");
+        // Read nothing: close our end at once, as `head -1` does after its line.
+        drop(child.stdout.take());
+        let mut err = String::new();
+        use std::io::Read as _;
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("stderr");
+        (child.wait().expect("wait"), err)
+    })
+    .await
+    .expect("join");
+    let (status, err) = status;
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

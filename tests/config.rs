@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sts_sidecar::config::{AuthSource, Config, Overrides};
+use sts_sidecar::config::{AuthSource, Config, Overrides, SourceSettings, flag_names};
 
 #[derive(serde::Deserialize)]
 struct Cases {
@@ -30,26 +30,22 @@ struct Case {
 }
 
 fn overrides(flags: &HashMap<String, String>) -> Overrides {
+    let known: Vec<&str> = flag_names().collect();
     let mut o = Overrides::default();
     for (k, v) in flags {
-        let v = Some(v.clone());
-        match k.as_str() {
-            "listen" => o.listen = v,
-            "admin_listen" => o.admin_listen = v,
-            "token_service_url" => o.token_service_url = v,
-            "token_service_ca" => o.token_service_ca = v,
-            "cert_file" => o.cert_file = v,
-            "key_file" => o.key_file = v,
-            "role_arn" => o.role_arn = v,
-            "role_session_name" => o.role_session_name = v,
-            "duration" => o.duration = v,
-            "auth_token_file" => o.auth_token_file = v,
-            "sts_region" => o.sts_region = v,
-            "sts_endpoint" => o.sts_endpoint = v,
-            other => panic!("unknown flag {other} in a case"),
-        }
+        let name = k.replace('_', "-");
+        assert!(known.contains(&name.as_str()), "unknown flag {k} in a case");
+        o.set(&name, v.clone());
     }
     o
+}
+
+fn token_service(config: &Config) -> &sts_sidecar::token::token_service::Settings {
+    let name = &config.roles[0].source;
+    match config.source(name).map(|s| &s.settings) {
+        Some(SourceSettings::TokenService(s)) => s,
+        other => panic!("the default role's source is not a token service: {other:?}"),
+    }
 }
 
 fn field(config: &Config, name: &str) -> String {
@@ -67,14 +63,37 @@ fn field(config: &Config, name: &str) -> String {
         "second_account" => config.roles[1].account_id.clone(),
         "region" => config.sts.region.clone(),
         "endpoint" => config.sts.endpoint.clone().unwrap_or_default(),
-        "token_service_url" => config.token_service.url.clone(),
-        "cert_file" => config.identity.cert_path.display().to_string(),
-        "cert_origin" => config.identity.cert_origin.clone(),
+        "token_service_url" => token_service(config).url.clone(),
+        "cert_file" => token_service(config)
+            .identity
+            .cert_path
+            .display()
+            .to_string(),
+        "cert_origin" => token_service(config).identity.cert_origin.clone(),
+        "source" => role.source.clone(),
+        "source_kind" => config
+            .source(&role.source)
+            .map(|s| s.settings.kind().to_owned())
+            .unwrap_or_default(),
+        "sources" => config
+            .sources
+            .iter()
+            .map(|s| format!("{}:{}", s.name, s.settings.kind()))
+            .collect::<Vec<_>>()
+            .join(","),
+        "role_sources" => config
+            .roles
+            .iter()
+            .map(|r| r.source.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        "warnings" => config.warnings.join(" | "),
         "max_connections" => config.limits.max_connections.to_string(),
         "drain" => config.drain.as_secs().to_string(),
         "auth" => match &config.auth {
             AuthSource::Fixed(_) => "fixed".to_owned(),
             AuthSource::File(p) => format!("file:{}", p.display()),
+            AuthSource::Generated(_) => "generated".to_owned(),
         },
         other => panic!("unknown expectation {other}"),
     }
@@ -138,11 +157,9 @@ fn reads_the_file_named_by_sts_sidecar_config() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let config = Config::load(&Overrides::default(), &env).expect("loads");
-    assert_eq!(config.token_service.url, "https://c.example.com");
-    let missing = Overrides {
-        config: Some(dir.path().join("nope.toml")),
-        ..Overrides::default()
-    };
+    assert_eq!(token_service(&config).url, "https://c.example.com");
+    let mut missing = Overrides::default();
+    missing.config = Some(dir.path().join("nope.toml"));
     let e = Config::load(&missing, &env)
         .expect_err("missing file")
         .to_string();

@@ -160,7 +160,10 @@ async fn missing_files_name_the_variable_and_the_path() {
             "",
         );
     let config = Stack::config_from(&toml, &env);
-    assert_eq!(config.identity.cert_origin, "CF_INSTANCE_CERT");
+    assert_eq!(
+        crate::support::token_service(&config).identity.cert_origin,
+        "CF_INSTANCE_CERT"
+    );
     let e = token_source_for(&config)
         .token()
         .await

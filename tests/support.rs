@@ -27,21 +27,28 @@ pub fn example(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// The token source the refresher would build from `config` (fresh cache, own metrics).
+/// The default role's token source, as the refresher would build it from `config` (fresh
+/// cache, own metrics).
 pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
-    use sts_sidecar::token::{Source, TokenService, TokenSource};
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        config.token_service.timeout,
-    )
-    .expect("token service client");
+    use sts_sidecar::token::{Source, TokenSource};
+    let name = &config.roles[0].source;
+    let settings = &config
+        .source(name)
+        .expect("the default role's source")
+        .settings;
     TokenSource::new(
-        "token-service",
-        Source::TokenService(service),
+        name.clone(),
+        Source::from_settings(settings).expect("source"),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     )
+}
+
+/// The token-service settings of `config` (the stack's only source).
+pub fn token_service(config: &Config) -> &sts_sidecar::token::token_service::Settings {
+    match config.sources.iter().map(|s| &s.settings).next() {
+        Some(sts_sidecar::config::SourceSettings::TokenService(s)) => s,
+        _ => panic!("the stack's config has no token-service source"),
+    }
 }
 
 pub struct Stack {

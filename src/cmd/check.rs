@@ -1,133 +1,112 @@
-//! `sts-sidecar check`: what a user runs first when something is wrong. It prints the
-//! effective configuration (redacted), reads the certificate, fetches an identity token (printing
-//! its claims, never the token), and assumes each role. Each failure gets one line saying what
-//! to fix. Exit 0 only when every step passed.
+//! `sts-sidecar check`: what a user runs first when something is wrong, and the trust-policy
+//! doctor. It judges exactly the settings `serve` would run with (a configuration `serve` refuses
+//! is refused here too, exit 64), prints them redacted, then for each identity source the token's
+//! claims (never the token) and the IAM condition keys a role's trust policy must use for it,
+//! filled with the token's real values, and finally assumes each role. Each failure gets one line
+//! saying what to fix. Exit 0 only when every step passed.
 //!
 //! `check --wait SECS` instead polls a running sidecar's `/ready` at `--admin-listen` (or
-//! `STS_SIDECAR_ADMIN_LISTEN`, default 127.0.0.1:61680), for start scripts.
+//! `STS_SIDECAR_ADMIN_LISTEN`, or the config file's `server.admin_listen`), for start scripts.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::{ExitError, backends, pick_role};
+use super::{ExitError, build, pick_role};
 use crate::backend::{self, ErrorClass};
 use crate::cli::CheckArgs;
 use crate::clock::format_rfc3339;
-use crate::config::{AuthSource, Config, DEFAULT_ADMIN_LISTEN, Env};
+use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, Env, SourceSettings};
 use crate::metrics::Metrics;
-use crate::token::Claims;
+use crate::token::{Claims, TokenSource};
 
 /// Runs the checks; returns the exit code (0 all passed, 1 something failed).
 pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
     if let Some(secs) = args.wait {
         return wait(args, env, Duration::from_secs(secs)).await;
     }
-    let mut flags = args.serve.overrides();
-    flags.fresh_auth_token = true;
-    let config = Config::load(&flags, env).map_err(ExitError::config)?;
+    let config = Config::load(&args.serve.overrides(), env).map_err(ExitError::config)?;
     let selected = match &args.role {
         Some(alias) => vec![pick_role(&config, Some(alias))?.alias.clone()],
         None => config.roles.iter().map(|r| r.alias.clone()).collect(),
     };
-    print_config(&config);
-    let mut failed = false;
+    let mut out = Report::default();
+    print_config(&mut out, &config);
+    let mut failed = check_auth(&mut out, &config);
 
-    println!("\nidentity");
     let metrics = Arc::new(Metrics::new());
-    let (token_source, backends) = backends(&config, &metrics)
-        .await
-        .map_err(ExitError::config)?;
-    match config.identity.read_pair().await {
-        Ok(pair) => {
-            let leaf = &pair.leaf;
-            println!(
-                "  ok    certificate {} ({} in chain)",
-                config.identity.cert_path.display(),
-                leaf.chain_len
-            );
-            println!("        subject     {}", leaf.subject);
-            for ou in &leaf.organizational_units {
-                println!("        OU          {ou}");
-            }
-            println!("        expires     {}", format_rfc3339(leaf.not_after));
-        }
-        Err(e) => {
-            failed = true;
-            println!("  FAIL  {e}");
-            println!("  fix:  {}", e.hint());
-        }
+    let built = build(&config, &metrics).await.map_err(ExitError::config)?;
+    let mut claims_by_source: Vec<(String, Option<Claims>)> = Vec::new();
+    for source in &built.sources {
+        let (ok, claims) = check_source(&mut out, &config, source).await;
+        failed |= !ok;
+        claims_by_source.push((source.name().to_owned(), claims));
     }
 
-    println!("\nidentity token");
-    let claims = match token_source.token().await {
-        Ok((_token, Some(claims))) => {
-            println!("  ok    from {}", config.token_service.url);
-            println!(
-                "        iss         {}",
-                claims.iss.as_deref().unwrap_or("(none)")
-            );
-            println!(
-                "        sub         {}",
-                claims.sub.as_deref().unwrap_or("(none)")
-            );
-            println!("        aud         {}", claims.aud.join(", "));
-            println!("        exp         {}", format_rfc3339(claims.exp));
-            Some(claims)
-        }
-        Ok((_token, None)) => {
-            println!(
-                "  ok    from {} (an opaque token, not a JWT)",
-                token_source.describe()
-            );
-            None
-        }
-        Err(e) => {
-            failed = true;
-            println!("  FAIL  {e}");
-            println!("  fix:  {}", e.hint());
-            None
-        }
-    };
-
-    println!("\nroles");
-    for (role, backend) in backends.iter().filter(|(r, _)| selected.contains(&r.alias)) {
-        if claims.is_none() {
-            failed = true;
-            println!("  skip  {} ({}): no identity token", role.alias, role.arn);
-            continue;
-        }
+    out.line("\nroles");
+    for (role, backend) in built
+        .roles
+        .iter()
+        .filter(|(r, _)| selected.contains(&r.alias))
+    {
+        let claims = claims_by_source
+            .iter()
+            .find(|(n, _)| *n == role.source)
+            .and_then(|(_, c)| c.as_ref());
         match backend.fetch().await {
-            Ok(creds) => println!(
+            Ok(creds) => out.line(format!(
                 "  ok    {} → {} (expires {})",
                 role.alias,
                 creds.assumed_role_arn.as_deref().unwrap_or(&creds.role_arn),
                 format_rfc3339(creds.expiration)
-            ),
+            )),
             Err(e) => {
                 failed = true;
-                println!("  FAIL  {} ({}): {e}", role.alias, role.arn);
-                println!("  fix:  {}", sts_hint(&e, claims.as_ref(), &role.arn));
+                out.line(format!("  FAIL  {} ({}): {e}", role.alias, role.arn));
+                out.line(format!(
+                    "  fix:  {}",
+                    sts_hint(&e, claims, &role.arn, &role.account_id)
+                ));
             }
         }
     }
-    println!(
+    out.line(format!(
         "\n{}",
         if failed {
             "check failed"
         } else {
             "check passed"
         }
-    );
+    ));
     Ok(i32::from(failed))
 }
 
-fn print_config(config: &Config) {
-    println!("configuration");
-    println!("  listen            {}", config.listen);
-    println!("  admin_listen      {}", config.admin_listen);
-    println!(
+/// Writes to stdout; a closed pipe (`check | head -1`) ends the output quietly instead of
+/// panicking.
+#[derive(Default)]
+struct Report {
+    closed: bool,
+}
+
+impl Report {
+    fn line(&mut self, text: impl AsRef<str>) {
+        if self.closed {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, "{}", text.as_ref()).is_err() {
+            self.closed = true;
+        }
+    }
+}
+
+fn print_config(out: &mut Report, config: &Config) {
+    out.line("configuration");
+    out.line(format!("  listen            {}", config.listen));
+    out.line(format!("  admin_listen      {}", config.admin_listen));
+    out.line(format!(
         "  imds              {}{}",
         config.imds,
         if config.imds_v1 {
@@ -135,84 +114,362 @@ fn print_config(config: &Config) {
         } else {
             ""
         }
-    );
-    println!(
+    ));
+    out.line(format!(
         "  auth token        {}",
         match &config.auth {
-            AuthSource::Fixed(_) => "<redacted>".to_owned(),
-            AuthSource::File(p) => format!("file {}", p.display()),
+            AuthSource::Fixed(_) => format!("<redacted>, from {ENV_AUTH_TOKEN}"),
+            AuthSource::File(p) => format!("from the file {}", p.display()),
+            AuthSource::Generated(_) => "<redacted>, generated for this process".to_owned(),
         }
-    );
-    println!(
-        "  certificate       {} (from {})",
-        config.identity.cert_path.display(),
-        config.identity.cert_origin
-    );
-    println!(
-        "  key               {} (from {})",
-        config.identity.key_path.display(),
-        config.identity.key_origin
-    );
-    println!("  token service     {}", config.token_service.url);
-    if let Some(ca) = &config.token_service.ca_file {
-        println!("  token service CA  {}", ca.display());
-    }
-    println!("  sts region        {}", config.sts.region);
-    println!(
+    ));
+    out.line(format!("  sts region        {}", config.sts.region));
+    out.line(format!(
         "  sts endpoint      {}",
-        config.sts.endpoint.as_deref().unwrap_or("(AWS default)")
-    );
+        match (&config.sts.endpoint, &config.sts_endpoint_env) {
+            (Some(e), _) => e.clone(),
+            (None, Some(from_env)) => from_env.clone(),
+            (None, None) => "(AWS default: the regional endpoint)".to_owned(),
+        }
+    ));
+    for source in &config.sources {
+        out.line(format!(
+            "  source            {} ({}): {}",
+            source.name,
+            source.settings.kind(),
+            describe_source(&source.settings)
+        ));
+    }
     for role in &config.roles {
-        println!(
-            "  role              {}: {} session {} for {}s",
+        out.line(format!(
+            "  role              {}: {} session {} for {}s, source {}",
             role.alias,
             role.arn,
             role.session_name,
-            role.duration.as_secs()
-        );
+            role.duration.as_secs(),
+            role.source
+        ));
+    }
+    for warning in &config.warnings {
+        out.line(format!("  warning           {warning}"));
     }
 }
 
-fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str) -> String {
+fn describe_source(settings: &SourceSettings) -> String {
+    match settings {
+        SourceSettings::TokenService(s) => format!(
+            "{}{}, certificate {} (from {}), key {} (from {})",
+            s.url,
+            s.ca_file
+                .as_ref()
+                .map(|c| format!(" trusting {}", c.display()))
+                .unwrap_or_default(),
+            s.identity.cert_path.display(),
+            s.identity.cert_origin,
+            s.identity.key_path.display(),
+            s.identity.key_origin
+        ),
+    }
+}
+
+/// The authorization token `serve` would use: refused here when `serve` would refuse it.
+fn check_auth(out: &mut Report, config: &Config) -> bool {
+    out.line("\nauthorization token");
+    let result = match &config.auth {
+        AuthSource::File(path) if !path.exists() => {
+            out.line(format!(
+                "  ok    {} does not exist yet: serve creates it with a random token (mode 0600)",
+                path.display()
+            ));
+            return false;
+        }
+        AuthSource::File(path) => {
+            crate::server::Auth::from_file(path).map(|_| format!("read from {}", path.display()))
+        }
+        AuthSource::Fixed(token) => crate::server::Auth::fixed(token.clone(), ENV_AUTH_TOKEN)
+            .map(|_| format!("from {ENV_AUTH_TOKEN}")),
+        AuthSource::Generated(_) => Ok("generated".to_owned()),
+    };
+    match result {
+        Ok(what) => {
+            out.line(format!("  ok    {what}"));
+            false
+        }
+        Err(e) => {
+            out.line(format!("  FAIL  {e}"));
+            out.line(
+                "  fix:  use a token of at least 16 printable characters, without a trailing \
+                 newline, shared with the app (AWS_CONTAINER_AUTHORIZATION_TOKEN or \
+                 AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
+            );
+            true
+        }
+    }
+}
+
+/// Reads the identity (when the source presents one) and fetches one token; prints the claims
+/// and the trust-policy conditions. Returns whether it worked, and the claims.
+async fn check_source(
+    out: &mut Report,
+    config: &Config,
+    source: &TokenSource,
+) -> (bool, Option<Claims>) {
+    let kind = source.source().kind();
+    out.line(format!("\nsource {} ({kind})", source.name()));
+    let mut ok = true;
+    if let Some(SourceSettings::TokenService(s)) = config.source(source.name()).map(|s| &s.settings)
+    {
+        match s.identity.read_pair().await {
+            Ok(pair) => {
+                let leaf = &pair.leaf;
+                out.line(format!(
+                    "  ok    certificate {} ({} in chain)",
+                    s.identity.cert_path.display(),
+                    leaf.chain_len
+                ));
+                out.line(format!("        subject     {}", leaf.subject));
+                for ou in &leaf.organizational_units {
+                    out.line(format!("        OU          {ou}"));
+                }
+                out.line(format!(
+                    "        expires     {}",
+                    format_rfc3339(leaf.not_after)
+                ));
+            }
+            Err(e) => {
+                out.line(format!("  FAIL  {e}"));
+                out.line(format!("  fix:  {}", e.hint()));
+                return (false, None);
+            }
+        }
+    }
+    let claims = match source.token().await {
+        Ok((_token, Some(claims))) => {
+            out.line(format!(
+                "  ok    identity token from {}",
+                source.source().origin()
+            ));
+            out.line(format!(
+                "        iss         {}",
+                claims.iss.as_deref().unwrap_or("(none)")
+            ));
+            out.line(format!(
+                "        sub         {}",
+                claims.sub.as_deref().unwrap_or("(none)")
+            ));
+            out.line(format!(
+                "        aud         {}",
+                if claims.aud.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    claims.aud.join(", ")
+                }
+            ));
+            for (name, value) in &claims.extra {
+                out.line(format!("        {name:<11} {value}"));
+            }
+            out.line(format!(
+                "        exp         {}",
+                format_rfc3339(claims.exp)
+            ));
+            Some(claims)
+        }
+        Ok((_token, None)) => {
+            out.line(format!(
+                "  ok    identity token from {} (opaque, not a JWT: fetched for every STS call)",
+                source.source().origin()
+            ));
+            None
+        }
+        Err(e) => {
+            ok = false;
+            out.line(format!("  FAIL  {e}"));
+            out.line(format!("  fix:  {}", e.hint()));
+            None
+        }
+    };
+    if let Some(claims) = &claims {
+        let account = config
+            .roles
+            .iter()
+            .find(|r| r.source == source.name())
+            .map_or("<account>", |r| r.account_id.as_str());
+        let trust = Trust::for_claims(claims, account);
+        out.line("  trust policy of every role using this source:");
+        out.line(format!(
+            "        Principal   {{\"Federated\": \"{}\"}}",
+            trust.principal
+        ));
+        out.line("        Action      sts:AssumeRoleWithWebIdentity");
+        for (key, value) in &trust.conditions {
+            out.line(format!("        Condition   \"{key}\": \"{value}\""));
+        }
+        for note in &trust.notes {
+            out.line(format!("        note        {note}"));
+        }
+    }
+    (ok, claims)
+}
+
+/// What a role's trust policy must say for a token with these claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// The federated principal: an IAM OIDC provider ARN, or `accounts.google.com`.
+    pub principal: String,
+    /// Condition keys and the token's values for them.
+    pub conditions: Vec<(String, String)>,
+    /// Anything a user gets wrong about this provider.
+    pub notes: Vec<String>,
+}
+
+impl Trust {
+    /// The principal and condition keys for a token with `claims`, for roles in `account`.
+    pub fn for_claims(claims: &Claims, account: &str) -> Trust {
+        let iss = claims.iss.as_deref().unwrap_or("");
+        let provider = iss.trim_start_matches("https://").trim_end_matches('/');
+        let sub = claims
+            .sub
+            .clone()
+            .unwrap_or_else(|| "(no sub claim)".to_owned());
+        let aud = claims.aud.first().cloned();
+        if provider == "accounts.google.com" {
+            let azp = claims.extra("azp").map(str::to_owned);
+            let mut conditions = vec![(
+                "accounts.google.com:aud".to_owned(),
+                azp.clone()
+                    .or_else(|| aud.clone())
+                    .unwrap_or_else(|| "(none)".to_owned()),
+            )];
+            if let Some(aud) = &aud {
+                conditions.push(("accounts.google.com:oaud".to_owned(), aud.clone()));
+            }
+            conditions.push(("accounts.google.com:sub".to_owned(), sub));
+            return Trust {
+                principal: "accounts.google.com".to_owned(),
+                conditions,
+                notes: vec![
+                    "Google is built into IAM: no OIDC provider to create".to_owned(),
+                    "for Google, accounts.google.com:aud matches the token's azp (the service \
+                     account's unique id) when it has one, and accounts.google.com:oaud matches \
+                     its aud (the audience you asked for)"
+                        .to_owned(),
+                ],
+            };
+        }
+        let mut notes = Vec::new();
+        let aud_value = match &aud {
+            Some(a) => a.clone(),
+            None => {
+                let instead = claims
+                    .extra("client_id")
+                    .map(|c| {
+                        format!(" (it has client_id = {c} instead, as Cognito access tokens do)")
+                    })
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "the token has no aud claim{instead}: STS refuses tokens without one"
+                ));
+                "(none)".to_owned()
+            }
+        };
+        if provider == "token.actions.githubusercontent.com" {
+            let repo = claims.extra("repository").unwrap_or("OWNER/REPO");
+            notes.push(format!(
+                "sub names the repository and the ref or environment; StringLike \
+                 \"repo:{repo}:*\" allows every branch"
+            ));
+        }
+        if claims.aud.len() > 1 {
+            notes.push(format!(
+                "the token has {} audiences; STS matches one of them against the provider's \
+                 client IDs",
+                claims.aud.len()
+            ));
+        }
+        Trust {
+            principal: format!("arn:aws:iam::{account}:oidc-provider/{provider}"),
+            conditions: vec![
+                (format!("{provider}:aud"), aud_value),
+                (format!("{provider}:sub"), sub),
+            ],
+            notes,
+        }
+    }
+}
+
+fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str, account: &str) -> String {
     let iss = claims
         .and_then(|c| c.iss.as_deref())
-        .unwrap_or("<token service URL>");
-    let provider = iss.trim_start_matches("https://");
-    let sub = claims
-        .and_then(|c| c.sub.as_deref())
-        .unwrap_or("<org guid>:<space guid>:<app guid>");
+        .unwrap_or("<token issuer>");
     match e {
         backend::Error::Token(inner) => inner.hint(),
         backend::Error::Sts { code, message, .. } => match code.as_str() {
-            "AccessDenied" => format!(
-                "the trust policy of {role_arn} must allow sts:AssumeRoleWithWebIdentity for the federated principal {provider} with the condition {provider}:sub matching \"{sub}\" (e.g. StringLike \"<org guid>:<space guid>:*\") and {provider}:aud = sts.amazonaws.com"
-            ),
+            "AccessDenied" => match claims {
+                Some(claims) => {
+                    let trust = Trust::for_claims(claims, account);
+                    let conditions = trust
+                        .conditions
+                        .iter()
+                        .map(|(k, v)| format!("{k} = \"{v}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!(
+                        "the trust policy of {role_arn} did not match this token: it must allow \
+                         sts:AssumeRoleWithWebIdentity for the federated principal {} with \
+                         conditions that match {conditions} (StringLike for wildcards); a \
+                         condition on any other value, or another principal, is what failed",
+                        trust.principal
+                    )
+                }
+                None => format!(
+                    "the trust policy of {role_arn} must allow sts:AssumeRoleWithWebIdentity for \
+                     the token's issuer"
+                ),
+            },
             "InvalidIdentityToken" if message.contains("audience") => format!(
-                "add sts.amazonaws.com to the client IDs (audiences) of the IAM OIDC provider for {iss}"
+                "add {} to the client IDs (audiences) of the IAM OIDC provider for {iss}",
+                claims
+                    .and_then(|c| c.aud.first())
+                    .map_or("the token's aud", String::as_str)
             ),
             "InvalidIdentityToken" => format!(
-                "create an IAM OIDC provider for {iss} and make {iss}/.well-known/openid-configuration and its JWKS reachable from the internet over HTTPS"
+                "create an IAM OIDC provider for {iss} and make \
+                 {iss}/.well-known/openid-configuration and its JWKS reachable from the internet \
+                 over HTTPS"
             ),
-            "IDPRejectedClaim" => format!("the identity provider rejected the token's claims: compare the trust policy's conditions with sub = \"{sub}\""),
-            "ExpiredTokenException" | "ExpiredToken" => "the token expired before STS checked it: check the clocks (NTP) here and at the token service".to_owned(),
-            "ValidationError" if message.contains("DurationSeconds") => "lower --duration to at most the role's MaxSessionDuration".to_owned(),
-            "RegionDisabledException" => "activate STS in this region for the account, or choose another --sts-region".to_owned(),
+            "IDPRejectedClaim" => "the identity provider rejected the token's claims: compare the \
+                                   trust policy's conditions with the claims above"
+                .to_owned(),
+            "ExpiredTokenException" | "ExpiredToken" => "the token expired before STS checked it: \
+                                                         check the clocks (NTP) here and at the \
+                                                         token's issuer"
+                .to_owned(),
+            "ValidationError" if message.contains("DurationSeconds") => {
+                "lower --duration to at most the role's MaxSessionDuration".to_owned()
+            }
+            "RegionDisabledException" => "activate STS in this region for the account, or choose \
+                                          another --sts-region"
+                .to_owned(),
             _ => "see the STS error above".to_owned(),
         },
         backend::Error::Transport { class, .. } => match class {
-            ErrorClass::Unavailable | ErrorClass::Throttled => "check --sts-region / --sts-endpoint (or AWS_ENDPOINT_URL_STS) and HTTPS_PROXY".to_owned(),
-            _ => "the STS endpoint answered something that is not STS: check --sts-endpoint".to_owned(),
+            ErrorClass::Unavailable | ErrorClass::Throttled => "check --sts-region / \
+                                                                --sts-endpoint (or \
+                                                                AWS_ENDPOINT_URL_STS) and \
+                                                                HTTPS_PROXY"
+                .to_owned(),
+            _ => "the STS endpoint answered something that is not STS: check --sts-endpoint"
+                .to_owned(),
         },
     }
 }
 
 async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, ExitError> {
-    let admin = args
-        .serve
-        .admin_listen
-        .clone()
-        .or_else(|| env.var("STS_SIDECAR_ADMIN_LISTEN"))
-        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+    // The same address serve would use: flag, variable, config file, default.
+    let mut flags = crate::config::Overrides::default();
+    flags.config.clone_from(&args.serve.config);
+    flags.set_opt("admin-listen", args.serve.admin_listen.as_deref());
+    let admin = crate::config::admin_listen(&flags, env).map_err(ExitError::config)?;
     let url = format!("http://{admin}/ready");
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -224,7 +481,7 @@ async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, E
     loop {
         match client.get(&url).send().await {
             Ok(r) if r.status() == http::StatusCode::OK => {
-                println!("ready: {url}");
+                Report::default().line(format!("ready: {url}"));
                 return Ok(0);
             }
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 
-use super::{ExitError, backends, pick_role};
+use super::{ExitError, build, pick_role};
 use crate::backend::{Credentials, SecretAccessKey, SessionToken};
 use crate::cli::CredentialProcessArgs;
 use crate::config::{Config, ENV_AUTH_TOKEN, Env};
@@ -128,10 +128,9 @@ async fn exchange(args: &CredentialProcessArgs, env: &dyn Env) -> Result<Credent
     let config = Config::load(&flags, env).map_err(ExitError::config)?;
     let alias = pick_role(&config, args.role.as_deref())?.alias.clone();
     let metrics = Arc::new(Metrics::new());
-    let (_token, backends) = backends(&config, &metrics)
-        .await
-        .map_err(ExitError::config)?;
-    let backend = backends
+    let built = build(&config, &metrics).await.map_err(ExitError::config)?;
+    let backend = built
+        .roles
         .into_iter()
         .find(|(role, _)| role.alias == alias)
         .map(|(_, b)| b)

@@ -35,13 +35,14 @@ pub const CONFLICTING_VARS: [&str; 12] = [
 pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
     let mut flags = args.serve.overrides();
     flags.fresh_auth_token = true;
-    flags.listen.get_or_insert_with(|| "127.0.0.1:0".to_owned());
-    flags
-        .admin_listen
-        .get_or_insert_with(|| "127.0.0.1:0".to_owned());
+    for name in ["listen", "admin-listen"] {
+        if flags.get(name).is_none() {
+            flags.set(name, "127.0.0.1:0");
+        }
+    }
     let config = Config::load(&flags, env).map_err(ExitError::config)?;
     let role = pick_role(&config, args.role.as_deref())?.alias.clone();
-    let AuthSource::Fixed(token) = &config.auth else {
+    let AuthSource::Generated(token) = &config.auth else {
         return Err(ExitError::failure(anyhow::anyhow!(
             "internal: exec needs a generated token"
         )));

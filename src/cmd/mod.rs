@@ -13,44 +13,62 @@ use anyhow::Context as _;
 use crate::backend::{Backend, Sts, sts};
 use crate::config::{Config, RoleConfig};
 use crate::metrics::Metrics;
-use crate::token::{Source, TokenService, TokenSource};
+use crate::token::{Source, TokenSource};
 
-/// The identity token source and one backend per configured role (in config order), as every
-/// subcommand builds them. Reads the CA bundle; makes no network call.
-pub async fn backends(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<TokenSource>, Vec<(RoleConfig, Backend)>)> {
-    let service = TokenService::new(
-        &config.token_service.url,
-        config.identity.clone(),
-        config.token_service.ca_file.as_deref(),
-        config.token_service.timeout,
-    )
-    .context("token_service.ca_file")?;
-    let token = Arc::new(TokenSource::new(
-        "token-service",
-        Source::TokenService(service),
-        metrics.clone(),
-    ));
+/// What every subcommand runs: one token source per configured source that a role uses
+/// (shared by all roles that name it, so it is fetched once) and one backend per role, in
+/// config order.
+#[derive(Debug)]
+pub struct Built {
+    /// The sources roles use, in config order.
+    pub sources: Vec<Arc<TokenSource>>,
+    /// Each role with its backend.
+    pub roles: Vec<(RoleConfig, Backend)>,
+}
+
+impl Built {
+    /// The token source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Arc<TokenSource>> {
+        self.sources.iter().find(|s| s.name() == name)
+    }
+}
+
+/// Builds the sources and backends the config describes: the one place that does. Reads local
+/// files (CA bundles); makes no network call.
+pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Built> {
+    let mut sources: Vec<Arc<TokenSource>> = Vec::new();
+    for sc in &config.sources {
+        if !config.roles.iter().any(|r| r.source == sc.name) {
+            continue;
+        }
+        let source =
+            Source::from_settings(&sc.settings).with_context(|| format!("source {}", sc.name))?;
+        sources.push(Arc::new(TokenSource::new(
+            sc.name.clone(),
+            source,
+            metrics.clone(),
+        )));
+    }
     let client = sts::client(&config.sts).await;
-    let backends = config
-        .roles
-        .iter()
-        .map(|role| {
-            let backend = Backend::Sts(Sts::new(
-                client.clone(),
-                token.clone(),
-                role.arn.clone(),
-                role.account_id.clone(),
-                role.session_name.clone(),
-                role.duration,
-                metrics.clone(),
-            ));
-            (role.clone(), backend)
-        })
-        .collect();
-    Ok((token, backends))
+    let mut roles = Vec::new();
+    for role in &config.roles {
+        let token = sources
+            .iter()
+            .find(|s| s.name() == role.source)
+            .cloned()
+            .with_context(|| format!("internal: role {} names no built source", role.alias))?;
+        let backend = Backend::Sts(Sts::new(
+            client.clone(),
+            token,
+            role.arn.clone(),
+            role.account_id.clone(),
+            role.session_name.clone(),
+            role.duration,
+            metrics.clone(),
+        ));
+        roles.push((role.clone(), backend));
+    }
+    Ok(Built { sources, roles })
 }
 
 /// The role with `alias`, or the default role; a usage error names the known aliases.

@@ -46,7 +46,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), ExitError> {
         version = env!("CARGO_PKG_VERSION"),
         credentials = %format!("http://{}/v1/credentials", sidecar.credentials_addr),
         admin = %sidecar.admin_addr,
-        token_service = %config.token_service.url,
+        sources = %config.sources.iter().map(|s| format!("{} ({})", s.name, s.settings.kind())).collect::<Vec<_>>().join(", "),
         sts_region = %config.sts.region,
         imds = config.imds,
         roles = %config.roles.iter().map(|r| format!("{}={} ({})", r.alias, r.arn, r.session_name)).collect::<Vec<_>>().join(", "),
@@ -106,6 +106,7 @@ impl Sidecar {
 pub fn auth(config: &Config) -> anyhow::Result<Auth> {
     match &config.auth {
         AuthSource::Fixed(token) => Ok(Auth::fixed(token.clone(), ENV_AUTH_TOKEN)?),
+        AuthSource::Generated(token) => Ok(Auth::fixed(token.clone(), "the generated token")?),
         AuthSource::File(path) => {
             let (auth, created) = Auth::from_file(path)?;
             if created {
@@ -124,10 +125,10 @@ pub async fn start(
     admin: TcpListener,
 ) -> anyhow::Result<Sidecar> {
     let metrics = Arc::new(Metrics::new());
-    let (_token, backends) = super::backends(config, &metrics).await?;
+    let built = super::build(config, &metrics).await?;
     let mut handles: Vec<RoleHandle> = Vec::new();
     let mut refreshers = Vec::new();
-    for (role, backend) in backends {
+    for (role, backend) in built.roles {
         let (source, kind) = backend.source_name();
         metrics.set_role_source(&role.alias, source, kind);
         let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());

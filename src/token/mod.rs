@@ -24,6 +24,7 @@ use tokio::time::Instant;
 pub use jwt::{Claims, JwtError, decode_claims};
 pub use token_service::TokenService;
 
+use crate::config::SourceSettings;
 use crate::identity::IdentityPair;
 use crate::metrics::Metrics;
 
@@ -74,7 +75,24 @@ pub struct SourceName {
     pub kind: &'static str,
 }
 
+/// Why a source could not be set up at start (before any network call).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The token service's CA bundle.
+    #[error(transparent)]
+    TokenService(#[from] token_service::SetupError),
+}
+
 impl Source {
+    /// The source the config describes. Reads local files (a CA bundle); makes no network call.
+    pub fn from_settings(settings: &SourceSettings) -> Result<Source, SetupError> {
+        Ok(match settings {
+            SourceSettings::TokenService(s) => {
+                Source::TokenService(TokenService::from_settings(s)?)
+            }
+        })
+    }
+
     /// The kind, as written in the config.
     pub fn kind(&self) -> &'static str {
         match self {

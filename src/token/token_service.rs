@@ -6,10 +6,93 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Error, IdentityToken, chain, decode_claims};
+use crate::config::file::Uint;
+use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS};
 use crate::identity::{IdentityFiles, IdentityPair};
 
 /// The largest token-service answer we read; a JWT is a few KiB.
 const MAX_BODY: usize = 64 * 1024;
+
+/// `type = "token-service"` (or the `[token_service]` section) in the config file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    url: Option<String>,
+    ca_file: Option<String>,
+    timeout_secs: Option<Uint>,
+}
+
+/// A checked token-service source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Its base URL (https, no trailing slash).
+    pub url: String,
+    /// Extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// The client identity presented over mTLS.
+    pub identity: IdentityFiles,
+}
+
+/// Checks the source at `at` (`token_service` or `source.NAME`); `identity` is `None` when the
+/// certificate or key could not be configured (already reported).
+pub(crate) fn settings(
+    c: &mut Checker<'_>,
+    at: &str,
+    spec: Spec,
+    identity: Option<IdentityFiles>,
+) -> Option<Settings> {
+    let timeout = c.uint(
+        &format!("{at}.timeout_secs"),
+        spec.timeout_secs.as_ref(),
+        DEFAULT_UPSTREAM_TIMEOUT_SECS,
+        1,
+        120,
+    );
+    let ca_file = c.path(&format!("{at}.ca_file"), spec.ca_file.as_ref());
+    let key = format!("{at}.url");
+    let url = match spec.url {
+        None => {
+            c.problem(
+                &key,
+                "not set: pass --token-service-url https://<token service host> (or choose \
+                 another identity source with --source)",
+            );
+            None
+        }
+        Some(u) => https_base_url(c, &key, &u),
+    };
+    Some(Settings {
+        url: url?,
+        ca_file,
+        timeout: Duration::from_secs(timeout),
+        identity: identity?,
+    })
+}
+
+fn https_base_url(c: &mut Checker<'_>, key: &str, value: &str) -> Option<String> {
+    match reqwest::Url::parse(value.trim()) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {
+            if u.query().is_some() || u.fragment().is_some() {
+                c.problem(key, "must not have a query or fragment");
+                return None;
+            }
+            Some(value.trim().trim_end_matches('/').to_owned())
+        }
+        Ok(_) => {
+            c.problem(
+                key,
+                format!("must be an https:// URL (the token service needs mTLS), got {value:?}"),
+            );
+            None
+        }
+        Err(e) => {
+            c.problem(key, format!("is not a URL ({e}): {value:?}"));
+            None
+        }
+    }
+}
 
 /// A token-service client. It builds a new TLS client whenever the certificate file changes.
 pub struct TokenService {
@@ -53,6 +136,11 @@ pub enum SetupError {
 }
 
 impl TokenService {
+    /// A client for the configured service.
+    pub fn from_settings(s: &Settings) -> Result<Self, SetupError> {
+        Self::new(&s.url, s.identity.clone(), s.ca_file.as_deref(), s.timeout)
+    }
+
     /// A client for the service at `url` (scheme and host, no path), trusting the system roots
     /// plus the certificates in `ca_file`.
     pub fn new(
