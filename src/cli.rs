@@ -26,45 +26,85 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch credentials for the configured roles, keep them fresh, and serve them.
-    ///
-    /// Point the app at it with:
-    ///   AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:61679/v1/credentials
-    ///   AWS_CONTAINER_AUTHORIZATION_TOKEN=<the same token the sidecar uses>
-    #[command(verbatim_doc_comment)]
+    /// Fetch credentials for the configured roles, keep them fresh, and serve them
+    #[command(
+        long_about = "Fetch credentials for the configured roles, keep them fresh, and \
+serve them on loopback.\n\nPoint the app at it with:\n  \
+AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:61679/v1/credentials\n  \
+AWS_CONTAINER_AUTHORIZATION_TOKEN=<the same token the sidecar uses>"
+    )]
     Serve(ServeArgs),
-    /// Run COMMAND with credentials: start the server on an ephemeral loopback port with a fresh
-    /// random token, wait for the first credentials, run COMMAND with
-    /// AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN set (other AWS
-    /// credential variables removed), forward SIGINT/SIGTERM/SIGHUP, and exit with its code
-    /// (128+signal if it was killed).
-    ///
-    /// On Cloud Foundry, a start command like
-    ///   sts-sidecar exec --token-service-url URL --role-arn ARN -- java -jar app.jar
-    /// needs no sidecar entry at all.
-    #[command(verbatim_doc_comment)]
+    /// Run a command with credentials from a private server on ephemeral ports
+    #[command(
+        long_about = "Run COMMAND with credentials. The server starts on an ephemeral \
+loopback port with a fresh random token (the admin listener on another ephemeral port), waits \
+for the first credentials, and runs COMMAND with AWS_CONTAINER_CREDENTIALS_FULL_URI and \
+AWS_CONTAINER_AUTHORIZATION_TOKEN set and every other AWS credential variable removed. \
+SIGINT, SIGTERM and SIGHUP are forwarded; the exit code is COMMAND's (128+signal if a signal \
+ended it).\n\nOn Cloud Foundry a start command like\n  \
+sts-sidecar exec --token-service-url URL --role-arn ARN -- java -jar app.jar\nneeds no sidecar \
+entry at all; in a GitHub Actions step\n  \
+sts-sidecar exec --source github-actions --role-arn ARN -- ./deploy.sh\nneeds no other setup."
+    )]
     Exec(ExecArgs),
-    /// Print credentials as credential_process Version 1 JSON, for ~/.aws/config:
-    ///   [profile app]
-    ///   credential_process = sts-sidecar credential-process
-    /// Asks a running sidecar when AWS_CONTAINER_CREDENTIALS_FULL_URI (and its token) are set,
-    /// otherwise does the exchange itself once with the serve flags. Diagnostics go to stderr.
-    #[command(verbatim_doc_comment)]
+    /// Print credentials as credential_process JSON, for ~/.aws/config
+    #[command(
+        long_about = "Print credentials as credential_process Version 1 JSON, for \
+~/.aws/config:\n  [profile app]\n  credential_process = sts-sidecar credential-process\n\n\
+When AWS_CONTAINER_CREDENTIALS_FULL_URI is set, the running sidecar there is asked (with \
+AWS_CONTAINER_AUTHORIZATION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE); otherwise the \
+exchange is done once here with the flags below. Only the JSON goes to stdout; on failure one \
+line goes to stderr and the exit code is 1."
+    )]
     CredentialProcess(CredentialProcessArgs),
-    /// Diagnose the setup: print the effective configuration (redacted), the certificate's subject
-    /// and expiry, the identity token's claims, and assume every role; say what to fix for each
-    /// failure. Exit 0 only when every step passed. With --wait SECS, instead poll a running
-    /// sidecar's /ready (for start scripts).
-    #[command(verbatim_doc_comment)]
+    /// Diagnose the setup and print the trust policy each role needs
+    #[command(
+        long_about = "Diagnose the setup with exactly the settings serve would use: \
+print the configuration (redacted), the authorization token's origin, each identity source's \
+token claims (never the token) and the IAM trust-policy conditions filled with their values, \
+then assume every role. Each failure says what to fix. Exit 0 only when every step passed.\n\n\
+With --wait SECS, instead poll a running sidecar's /ready (for start scripts)."
+    )]
     Check(CheckArgs),
+}
+
+/// Flags of `serve` (and of `check`, which judges the same settings).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the identity and the roles come from.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Credentials endpoint address, loopback only [default: 127.0.0.1:61679]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin endpoint address (/healthz /ready /metrics /status) [default: 127.0.0.1:61680]
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Read the authorization token from FILE (created with a random token if missing)
+    /// instead of $AWS_CONTAINER_AUTHORIZATION_TOKEN
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<String>,
+    /// Also emulate IMDSv2 on the credentials listener, for code that only knows the EC2
+    /// metadata service (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://<listen address>)
+    #[arg(long)]
+    pub imds: bool,
 }
 
 /// Flags of `exec`.
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
-    /// The serve flags (--listen and --admin-listen default to ephemeral ports here).
+    /// Where the identity and the roles come from.
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub common: CommonArgs,
+    /// Credentials endpoint address, loopback only [default: 127.0.0.1:0, an ephemeral port]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin endpoint address [default: 127.0.0.1:0, an ephemeral port]
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Also emulate IMDSv2 and set AWS_EC2_METADATA_SERVICE_ENDPOINT for the child
+    #[arg(long)]
+    pub imds: bool,
     /// Point the child at this role (by alias) instead of the default role
     #[arg(long, value_name = "ALIAS")]
     pub role: Option<String>,
@@ -79,9 +119,9 @@ pub struct ExecArgs {
 /// Flags of `credential-process`.
 #[derive(Debug, Clone, Args)]
 pub struct CredentialProcessArgs {
-    /// The serve flags, used when no sidecar is running.
+    /// Where the identity and the roles come from, when no sidecar is running.
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub common: CommonArgs,
     /// The role's alias (default: the default role)
     #[arg(long, value_name = "ALIAS")]
     pub role: Option<String>,
@@ -101,18 +141,12 @@ pub struct CheckArgs {
     pub wait: Option<u64>,
 }
 
-/// Flags of `serve`.
+/// The flags every subcommand shares: the config file, the identity source, the roles, STS.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub struct CommonArgs {
     /// TOML config file (see config/sts-sidecar.toml) [env: STS_SIDECAR_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Credentials endpoint address, loopback only [default: 127.0.0.1:61679]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Admin endpoint address (/healthz /ready /metrics /status) [default: 127.0.0.1:61680]
-    #[arg(long, value_name = "ADDR")]
-    pub admin_listen: Option<String>,
     /// Where the identity token comes from: token-service (the default), file, gcp-metadata,
     /// oidc, github-actions or command. Usually implied by the source's own flags
     #[arg(long, value_name = "KIND")]
@@ -123,6 +157,38 @@ pub struct ServeArgs {
     /// Extra CA certificates (PEM) to trust for the token service, besides the system roots
     #[arg(long, value_name = "FILE")]
     pub token_service_ca: Option<String>,
+    /// Read the identity token from FILE, re-read when it changes (Kubernetes projected token;
+    /// with no other source, $AWS_WEB_IDENTITY_TOKEN_FILE is used) [source: file]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<String>,
+    /// Service account whose ID token the GCP metadata server issues [default: default]
+    /// [source: gcp-metadata]
+    #[arg(long, value_name = "EMAIL")]
+    pub gcp_service_account: Option<String>,
+    /// OIDC token endpoint for the client-credentials grant [source: oidc]
+    #[arg(long, value_name = "URL")]
+    pub oidc_token_url: Option<String>,
+    /// OIDC issuer; the token endpoint is read from its discovery document [source: oidc]
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// OIDC client id [source: oidc]
+    #[arg(long, value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// File holding the OIDC client secret (or set $STS_SIDECAR_OIDC_CLIENT_SECRET; never a
+    /// flag value) [source: oidc]
+    #[arg(long, value_name = "FILE")]
+    pub oidc_client_secret_file: Option<String>,
+    /// OAuth scope to ask for [source: oidc]
+    #[arg(long, value_name = "SCOPE")]
+    pub oidc_scope: Option<String>,
+    /// Audience to ask for [default: sts.amazonaws.com for gcp-metadata and github-actions;
+    /// none for oidc] [sources: gcp-metadata, oidc, github-actions]
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+    /// Program that prints the identity token, split on spaces and run without a shell (use
+    /// the config file for arguments with spaces) [source: command]
+    #[arg(long, value_name = "COMMAND")]
+    pub token_command: Option<String>,
     /// Instance identity certificate chain [default: $CF_INSTANCE_CERT]
     #[arg(long, value_name = "FILE")]
     pub cert_file: Option<String>,
@@ -140,44 +206,69 @@ pub struct ServeArgs {
     /// Session duration in seconds, 900-43200, at most the role's maximum [default: 3600]
     #[arg(long, value_name = "SECS")]
     pub duration: Option<String>,
-    /// Read the authorization token from FILE (created with a random token if missing)
-    /// instead of $AWS_CONTAINER_AUTHORIZATION_TOKEN
-    #[arg(long, value_name = "FILE")]
-    pub auth_token_file: Option<String>,
     /// STS region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1]
     #[arg(long, value_name = "REGION")]
     pub sts_region: Option<String>,
     /// STS endpoint URL [default: $AWS_ENDPOINT_URL_STS, else the regional endpoint]
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: Option<String>,
-    /// Also emulate IMDSv2 on the credentials listener, for code that only knows the EC2
-    /// metadata service (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://<listen address>)
-    #[arg(long)]
-    pub imds: bool,
 }
 
-impl ServeArgs {
+impl CommonArgs {
     /// The flags as config overrides, by flag name.
     pub fn overrides(&self) -> Overrides {
         let mut o = Overrides::default();
         o.config.clone_from(&self.config);
         for (name, value) in [
-            ("listen", &self.listen),
-            ("admin-listen", &self.admin_listen),
             ("source", &self.source),
             ("token-service-url", &self.token_service_url),
             ("token-service-ca", &self.token_service_ca),
+            ("token-file", &self.token_file),
+            ("gcp-service-account", &self.gcp_service_account),
+            ("oidc-token-url", &self.oidc_token_url),
+            ("oidc-issuer", &self.oidc_issuer),
+            ("oidc-client-id", &self.oidc_client_id),
+            ("oidc-client-secret-file", &self.oidc_client_secret_file),
+            ("oidc-scope", &self.oidc_scope),
+            ("audience", &self.audience),
+            ("token-command", &self.token_command),
             ("cert-file", &self.cert_file),
             ("key-file", &self.key_file),
             ("role-arn", &self.role_arn),
             ("role-session-name", &self.role_session_name),
             ("duration", &self.duration),
-            ("auth-token-file", &self.auth_token_file),
             ("sts-region", &self.sts_region),
             ("sts-endpoint", &self.sts_endpoint),
         ] {
             o.set_opt(name, value.as_deref());
         }
+        o
+    }
+}
+
+impl ServeArgs {
+    /// The flags as config overrides, by flag name.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = self.common.overrides();
+        o.set_opt("listen", self.listen.as_deref());
+        o.set_opt("admin-listen", self.admin_listen.as_deref());
+        o.set_opt("auth-token-file", self.auth_token_file.as_deref());
+        if self.imds {
+            o.set("imds", "true");
+        }
+        o
+    }
+}
+
+impl ExecArgs {
+    /// The flags as config overrides, by flag name; both listeners default to ephemeral ports.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = self.common.overrides();
+        o.set("listen", self.listen.as_deref().unwrap_or("127.0.0.1:0"));
+        o.set(
+            "admin-listen",
+            self.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
+        );
         if self.imds {
             o.set("imds", "true");
         }

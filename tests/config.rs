@@ -88,6 +88,14 @@ fn field(config: &Config, name: &str) -> String {
             .collect::<Vec<_>>()
             .join(","),
         "warnings" => config.warnings.join(" | "),
+        "gcp_url" => match config.source(&role.source).map(|s| &s.settings) {
+            Some(SourceSettings::GcpMetadata(s)) => s.url.clone(),
+            _ => String::new(),
+        },
+        "command" => match config.source(&role.source).map(|s| &s.settings) {
+            Some(SourceSettings::Command(s)) => s.argv.join("|"),
+            _ => String::new(),
+        },
         "max_connections" => config.limits.max_connections.to_string(),
         "drain" => config.drain.as_secs().to_string(),
         "auth" => match &config.auth {

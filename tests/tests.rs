@@ -24,6 +24,8 @@ mod sdk;
 mod serve;
 // Paused-time refresh schedule, backoff, stale-while-failing, floor, readiness.
 mod refresh;
+// Every identity source end to end against its fake, and the token cache's rules.
+mod sources;
 // Instance identity rotation, including a key replaced before its certificate.
 mod rotation;
 // Seven simulated days of random faults.

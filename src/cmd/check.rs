@@ -169,6 +169,46 @@ fn describe_source(settings: &SourceSettings) -> String {
             s.identity.key_path.display(),
             s.identity.key_origin
         ),
+        SourceSettings::File(s) => format!("{} (from {})", s.path.display(), s.origin),
+        SourceSettings::GcpMetadata(s) => format!(
+            "{}, service account {}, audience {}",
+            s.url.split('?').next().unwrap_or(""),
+            s.service_account,
+            s.audience
+        ),
+        SourceSettings::Oidc(s) => format!(
+            "{}, client {}{}{}, secret {}",
+            match &s.endpoint {
+                crate::token::oidc::Endpoint::TokenUrl(u) => u.clone(),
+                crate::token::oidc::Endpoint::Issuer(i) => format!("issuer {i}"),
+            },
+            s.client_id,
+            s.scope
+                .as_ref()
+                .map(|x| format!(", scope {x}"))
+                .unwrap_or_default(),
+            s.audience
+                .as_ref()
+                .map(|x| format!(", audience {x}"))
+                .unwrap_or_default(),
+            match &s.secret {
+                crate::token::oidc::SecretFrom::File(p) => format!("from the file {}", p.display()),
+                crate::token::oidc::SecretFrom::Value(_) => {
+                    format!("<redacted>, from {}", crate::token::oidc::ENV_CLIENT_SECRET)
+                }
+            }
+        ),
+        SourceSettings::GithubActions(s) => format!(
+            "{}, audience {}",
+            s.url.split('?').next().unwrap_or(""),
+            s.audience
+        ),
+        SourceSettings::Command(s) => format!(
+            "runs {} ({} arguments, not shown), at most {}s",
+            s.argv.first().map(String::as_str).unwrap_or(""),
+            s.argv.len().saturating_sub(1),
+            s.timeout.as_secs()
+        ),
     }
 }
 
@@ -467,7 +507,7 @@ fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str, account
 async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, ExitError> {
     // The same address serve would use: flag, variable, config file, default.
     let mut flags = crate::config::Overrides::default();
-    flags.config.clone_from(&args.serve.config);
+    flags.config.clone_from(&args.serve.common.config);
     flags.set_opt("admin-listen", args.serve.admin_listen.as_deref());
     let admin = crate::config::admin_listen(&flags, env).map_err(ExitError::config)?;
     let url = format!("http://{admin}/ready");

@@ -55,11 +55,17 @@ async fn from_sidecar(
     role: Option<&str>,
     env: &dyn Env,
 ) -> Result<Credentials, ExitError> {
-    let token = match env.var(ENV_AUTH_TOKEN_FILE) {
-        Some(path) => std::fs::read_to_string(&path)
+    let token = match (env.var(ENV_AUTH_TOKEN_FILE), env.var(ENV_AUTH_TOKEN)) {
+        (Some(path), _) => std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {ENV_AUTH_TOKEN_FILE} {path}"))
             .map_err(ExitError::failure)?,
-        None => env.var(ENV_AUTH_TOKEN).unwrap_or_default(),
+        (None, Some(token)) => token,
+        (None, None) => {
+            return Err(ExitError::failure(anyhow!(
+                "{ENV_FULL_URI} is set but neither {ENV_AUTH_TOKEN} nor {ENV_AUTH_TOKEN_FILE}: \
+                 set the one the sidecar at {uri} uses"
+            )));
+        }
     };
     let url = match role {
         Some(alias) => format!("{}/{alias}", uri.trim_end_matches('/')),
@@ -123,18 +129,29 @@ async fn from_sidecar(
 }
 
 async fn exchange(args: &CredentialProcessArgs, env: &dyn Env) -> Result<Credentials, ExitError> {
-    let mut flags = args.serve.overrides();
+    let mut flags = args.common.overrides();
     flags.fresh_auth_token = true;
-    let config = Config::load(&flags, env).map_err(ExitError::config)?;
-    let alias = pick_role(&config, args.role.as_deref())?.alias.clone();
+    // The help promises one line on stderr and exit 1 on failure: the SDK shows that line.
+    let config = Config::load(&flags, env).map_err(|e| {
+        let problems: Vec<String> = e
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
+        ExitError::failure(anyhow!("invalid configuration: {}", problems.join("; ")))
+    })?;
+    let alias = pick_role(&config, args.role.as_deref())
+        .map_err(|e| ExitError::failure(e.source))?
+        .alias
+        .clone();
     let metrics = Arc::new(Metrics::new());
-    let built = build(&config, &metrics).await.map_err(ExitError::config)?;
+    let built = build(&config, &metrics).await.map_err(ExitError::failure)?;
     let backend = built
         .roles
         .into_iter()
         .find(|(role, _)| role.alias == alias)
         .map(|(_, b)| b)
-        .ok_or_else(|| ExitError::config(anyhow!("--role {alias}: no such role")))?;
+        .ok_or_else(|| ExitError::failure(anyhow!("--role {alias}: no such role")))?;
     backend
         .fetch()
         .await

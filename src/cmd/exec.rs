@@ -33,13 +33,8 @@ pub const CONFLICTING_VARS: [&str; 12] = [
 
 /// Runs COMMAND; returns the exit code to use.
 pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
-    let mut flags = args.serve.overrides();
+    let mut flags = args.overrides();
     flags.fresh_auth_token = true;
-    for name in ["listen", "admin-listen"] {
-        if flags.get(name).is_none() {
-            flags.set(name, "127.0.0.1:0");
-        }
-    }
     let config = Config::load(&flags, env).map_err(ExitError::config)?;
     let role = pick_role(&config, args.role.as_deref())?.alias.clone();
     let AuthSource::Generated(token) = &config.auth else {

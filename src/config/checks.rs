@@ -282,6 +282,17 @@ fn sources(
                 token::token_service::settings(c, &at, spec, files)
                     .map(SourceSettings::TokenService)
             }
+            SourceSpec::File(spec) => token::file::settings(c, &at, spec).map(SourceSettings::File),
+            SourceSpec::GcpMetadata(spec) => {
+                token::gcp_metadata::settings(c, &at, spec).map(SourceSettings::GcpMetadata)
+            }
+            SourceSpec::Oidc(spec) => token::oidc::settings(c, &at, spec).map(SourceSettings::Oidc),
+            SourceSpec::GithubActions(spec) => {
+                token::github_actions::settings(c, &at, spec).map(SourceSettings::GithubActions)
+            }
+            SourceSpec::Command(spec) => {
+                token::command::settings(c, &at, spec).map(SourceSettings::Command)
+            }
         };
         if let Some(settings) = settings {
             out.push(SourceConfig { name, settings });

@@ -82,11 +82,28 @@ pub(crate) struct Role {
 pub(crate) enum SourceSpec {
     /// The CF Identity Token Service.
     TokenService(token::token_service::Spec),
+    /// A token file.
+    File(token::file::Spec),
+    /// The GCP metadata server.
+    GcpMetadata(token::gcp_metadata::Spec),
+    /// An OIDC client-credentials grant.
+    Oidc(token::oidc::Spec),
+    /// A GitHub Actions job's token.
+    GithubActions(token::github_actions::Spec),
+    /// A program that prints a token.
+    Command(token::command::Spec),
 }
 
 impl SourceSpec {
     /// Every `type`, as written in the file.
-    pub(crate) const KINDS: [&'static str; 1] = ["token-service"];
+    pub(crate) const KINDS: [&'static str; 6] = [
+        "token-service",
+        "file",
+        "gcp-metadata",
+        "oidc",
+        "github-actions",
+        "command",
+    ];
 }
 
 /// A whole number, written as a TOML integer or (from a flag or variable) as text.

@@ -132,6 +132,33 @@ const SETTINGS: &[Setting] = &[
         &["token-service"],
         false,
     ),
+    source("token-file", true, "path", &["file"], true),
+    source(
+        "gcp-service-account",
+        true,
+        "service_account",
+        &["gcp-metadata"],
+        true,
+    ),
+    source("oidc-token-url", true, "token_url", &["oidc"], true),
+    source("oidc-issuer", true, "issuer", &["oidc"], true),
+    source("oidc-client-id", true, "client_id", &["oidc"], true),
+    source(
+        "oidc-client-secret-file",
+        true,
+        "client_secret_file",
+        &["oidc"],
+        true,
+    ),
+    source("oidc-scope", true, "scope", &["oidc"], true),
+    source("token-command", true, "command", &["command"], true),
+    source(
+        "audience",
+        true,
+        "audience",
+        &["gcp-metadata", "oidc", "github-actions"],
+        false,
+    ),
 ];
 
 /// The names of every flag the layering knows (for tests that build [`Overrides`] by name).
@@ -249,9 +276,8 @@ fn layer_source(root: &mut toml::Table, given: &[Given], env: &dyn Env, out: &mu
                 out.problems.push((
                     g.origin.clone(),
                     format!(
-                        "{origin} and {} select different identity sources ({k} and {kind}): \
-                         give the settings of one",
-                        g.origin
+                        "selects the identity source {kind}, but {origin} selects {k}: give the \
+                         settings of one"
                     ),
                 ));
                 return;

@@ -188,6 +188,16 @@ pub struct SourceConfig {
 pub enum SourceSettings {
     /// `type = "token-service"`
     TokenService(token::token_service::Settings),
+    /// `type = "file"`
+    File(token::file::Settings),
+    /// `type = "gcp-metadata"`
+    GcpMetadata(token::gcp_metadata::Settings),
+    /// `type = "oidc"`
+    Oidc(token::oidc::Settings),
+    /// `type = "github-actions"`
+    GithubActions(token::github_actions::Settings),
+    /// `type = "command"`
+    Command(token::command::Settings),
 }
 
 impl SourceSettings {
@@ -195,6 +205,11 @@ impl SourceSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::TokenService(_) => "token-service",
+            SourceSettings::File(_) => "file",
+            SourceSettings::GcpMetadata(_) => "gcp-metadata",
+            SourceSettings::Oidc(_) => "oidc",
+            SourceSettings::GithubActions(_) => "github-actions",
+            SourceSettings::Command(_) => "command",
         }
     }
 }
@@ -426,6 +441,14 @@ impl Checker<'_> {
         });
     }
 
+    /// Records a problem with a value whose origin is already known (a variable).
+    pub(crate) fn problem_at(&mut self, origin: String, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: origin,
+            message: message.into(),
+        });
+    }
+
     /// Records something that works but is probably not what was meant.
     pub(crate) fn warn(&mut self, message: impl Into<String>) {
         self.warnings.push(message.into());
@@ -497,7 +520,6 @@ impl Checker<'_> {
 
     /// A URL of an endpoint that receives a secret: `https://`, or plain `http://` on a
     /// loopback address (tests and local emulators). `what` names the endpoint in messages.
-    #[allow(dead_code)] // for the OIDC and GitHub sources, next
     pub(crate) fn secret_url(&mut self, key: &str, value: &str, what: &str) -> Option<String> {
         let value = value.trim();
         match reqwest::Url::parse(value) {
@@ -554,7 +576,6 @@ impl Checker<'_> {
 }
 
 /// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`).
-#[allow(dead_code)] // for the OIDC and GitHub sources, next
 pub(crate) fn is_loopback_host(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;

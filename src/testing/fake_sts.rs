@@ -135,7 +135,7 @@ struct State {
     issued: Mutex<Vec<Issued>>,
     next: Mutex<VecDeque<StsReply>>,
     default: Mutex<StsReply>,
-    trusted_key: Mutex<Option<Vec<u8>>>,
+    trusted_keys: Mutex<Vec<Vec<u8>>>,
     audience: String,
     max_session_secs: u64,
     secret_marker: Mutex<String>,
@@ -157,7 +157,7 @@ impl FakeSts {
             issued: Mutex::new(Vec::new()),
             next: Mutex::new(VecDeque::new()),
             default: Mutex::new(StsReply::Credentials),
-            trusted_key: Mutex::new(trusted_key),
+            trusted_keys: Mutex::new(trusted_key.into_iter().collect()),
             audience: "sts.amazonaws.com".into(),
             max_session_secs: 43_200,
             secret_marker: Mutex::new(String::new()),
@@ -199,6 +199,11 @@ impl FakeSts {
     /// Answer the next valid request with `reply` (queued before the default).
     pub fn push_reply(&self, reply: StsReply) {
         self.state.next.lock().push_back(reply);
+    }
+
+    /// Also accept tokens signed with `key` (PKCS#1 DER): another identity provider.
+    pub fn trust(&self, key: Vec<u8>) {
+        self.state.trusted_keys.lock().push(key);
     }
 
     /// Embed `marker` in every secret key and session token issued from now on.
@@ -284,9 +289,8 @@ impl State {
         if !claims.aud.contains(&self.audience) {
             return error(400, "InvalidIdentityToken", "Incorrect token audience");
         }
-        if let Some(key) = self.trusted_key.lock().as_ref()
-            && !super::jwt::verify(token, key)
-        {
+        let keys = self.trusted_keys.lock().clone();
+        if !keys.is_empty() && !keys.iter().any(|key| super::jwt::verify(token, key)) {
             return error(
                 400,
                 "InvalidIdentityToken",

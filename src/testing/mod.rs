@@ -2,6 +2,7 @@
 //! integration tests and the dev stack example. Each fake runs on `127.0.0.1:0`, can be told to
 //! fail on purpose, and counts the calls it saw.
 
+pub mod fake_idp;
 pub mod fake_sts;
 pub mod fake_token_service;
 pub mod jwt;

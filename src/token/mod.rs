@@ -13,7 +13,13 @@
 //! Concurrent callers share one fetch. This module decodes claims (it does not verify
 //! signatures: STS does that) and never logs or prints a token.
 
+pub mod command;
+pub mod file;
+pub mod gcp_metadata;
+pub mod github_actions;
+mod http;
 mod jwt;
+pub mod oidc;
 pub mod token_service;
 
 use std::sync::Arc;
@@ -21,7 +27,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use command::CommandSource;
+pub use file::TokenFile;
+pub use gcp_metadata::GcpMetadata;
+pub use github_actions::GithubActions;
 pub use jwt::{Claims, JwtError, decode_claims};
+pub use oidc::Oidc;
 pub use token_service::TokenService;
 
 use crate::config::SourceSettings;
@@ -42,8 +53,19 @@ const TOKEN_MIN_LIFETIME: Duration = Duration::from_secs(10);
 /// The ways of getting an identity token (a closed set: one file per variant).
 #[derive(Debug)]
 pub enum Source {
-    /// The CF Identity Token Service, called over mTLS with the instance identity.
+    /// `token-service`: the CF Identity Token Service, called over mTLS with the instance
+    /// identity.
     TokenService(TokenService),
+    /// `file`: a token file another process keeps fresh (Kubernetes, IRSA).
+    File(TokenFile),
+    /// `gcp-metadata`: a Google ID token from the GCP metadata server.
+    GcpMetadata(GcpMetadata),
+    /// `oidc`: the client-credentials grant at an OIDC provider.
+    Oidc(Oidc),
+    /// `github-actions`: the OIDC token of a GitHub Actions job.
+    GithubActions(GithubActions),
+    /// `command`: a program that prints a token.
+    Command(CommandSource),
 }
 
 /// What a source found out before fetching: whether a cached token is still current, and what
@@ -63,6 +85,8 @@ pub enum Stamp {
     Nothing,
     /// The bytes of the certificate file: a rotation changes them.
     Certificate(Arc<Vec<u8>>),
+    /// What a token file's path resolves to.
+    File(file::FileId),
 }
 
 /// Where a token came from, for messages: `kind` is the source kind (`token-service`, ...),
@@ -81,6 +105,9 @@ pub enum SetupError {
     /// The token service's CA bundle.
     #[error(transparent)]
     TokenService(#[from] token_service::SetupError),
+    /// An HTTP client could not be set up.
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
 }
 
 impl Source {
@@ -90,6 +117,15 @@ impl Source {
             SourceSettings::TokenService(s) => {
                 Source::TokenService(TokenService::from_settings(s)?)
             }
+            SourceSettings::File(s) => Source::File(TokenFile::new(s)),
+            SourceSettings::GcpMetadata(s) => {
+                Source::GcpMetadata(GcpMetadata::new(s).map_err(SetupError::Client)?)
+            }
+            SourceSettings::Oidc(s) => Source::Oidc(Oidc::new(s).map_err(SetupError::Client)?),
+            SourceSettings::GithubActions(s) => {
+                Source::GithubActions(GithubActions::new(s).map_err(SetupError::Client)?)
+            }
+            SourceSettings::Command(s) => Source::Command(CommandSource::new(s)),
         })
     }
 
@@ -97,6 +133,11 @@ impl Source {
     pub fn kind(&self) -> &'static str {
         match self {
             Source::TokenService(_) => "token-service",
+            Source::File(_) => "file",
+            Source::GcpMetadata(_) => "gcp-metadata",
+            Source::Oidc(_) => "oidc",
+            Source::GithubActions(_) => "github-actions",
+            Source::Command(_) => "command",
         }
     }
 
@@ -104,6 +145,11 @@ impl Source {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Source::TokenService(_) => "token_service",
+            Source::File(_) => "token_file",
+            Source::GcpMetadata(_) => "gcp_metadata",
+            Source::Oidc(_) => "oidc",
+            Source::GithubActions(_) => "github_actions",
+            Source::Command(_) => "command",
         }
     }
 
@@ -111,6 +157,11 @@ impl Source {
     pub fn origin(&self) -> String {
         match self {
             Source::TokenService(s) => format!("token service {}", s.url()),
+            Source::File(s) => s.origin(),
+            Source::GcpMetadata(s) => s.origin(),
+            Source::Oidc(s) => s.origin(),
+            Source::GithubActions(s) => s.origin(),
+            Source::Command(s) => s.origin(),
         }
     }
 
@@ -124,6 +175,14 @@ impl Source {
                     identity: Some(pair),
                 })
             }
+            Source::File(s) => s.probe().await,
+            Source::GcpMetadata(_)
+            | Source::Oidc(_)
+            | Source::GithubActions(_)
+            | Source::Command(_) => Ok(Probe {
+                stamp: Stamp::Nothing,
+                identity: None,
+            }),
         }
     }
 
@@ -138,6 +197,11 @@ impl Source {
                     hint: String::new(),
                 }),
             },
+            Source::File(s) => s.fetch().await,
+            Source::GcpMetadata(s) => s.fetch().await,
+            Source::Oidc(s) => s.fetch().await,
+            Source::GithubActions(s) => s.fetch().await,
+            Source::Command(s) => s.fetch().await,
         }
     }
 }

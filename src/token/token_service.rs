@@ -10,9 +10,6 @@ use crate::config::file::Uint;
 use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS};
 use crate::identity::{IdentityFiles, IdentityPair};
 
-/// The largest token-service answer we read; a JWT is a few KiB.
-const MAX_BODY: usize = 64 * 1024;
-
 /// `type = "token-service"` (or the `[token_service]` section) in the config file.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,16 +211,15 @@ impl TokenService {
                 hint: BASE_URL_HINT.to_owned(),
             });
         }
-        let html = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html"));
-        let body = read_limited(response)
+        let html = super::http::is_html(&response);
+        let body = super::http::read_limited(response)
             .await
             .map_err(|e| unreachable(url, &e))?;
         let Some(body) = body else {
-            return Err(not_jwt(url, format!("a body larger than {MAX_BODY} bytes")));
+            return Err(not_jwt(
+                url,
+                format!("a body larger than {} bytes", super::http::MAX_BODY),
+            ));
         };
         interpret(url, &body, html)
     }
@@ -256,18 +252,6 @@ impl TokenService {
         *slot = Some((pair.cert_pem.clone(), client.clone()));
         Ok(client)
     }
-}
-
-/// Reads at most [`MAX_BODY`] bytes; `None` if the body is larger.
-async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }
 
 /// Reads a successful token-service answer (`html`: its content type said HTML): a bare JWT,

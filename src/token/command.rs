@@ -1,0 +1,211 @@
+//! `type = "command"`: a program that prints an identity token, for identities no other source
+//! knows.
+//!
+//! The program runs without a shell (argv from the config), with stdin closed, and must print
+//! the token on stdout and exit 0 within the timeout; stdout is read up to 64 KiB. A non-zero
+//! exit is an identity error with the first line of stderr; a program that hangs or floods its
+//! output is killed. Only the program's name appears in messages and logs: its arguments and
+//! its output may hold secrets and are never logged.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::AsyncReadExt as _;
+
+use super::{Error, IdentityToken};
+use crate::config::Checker;
+use crate::config::file::Uint;
+
+/// The most stdout read; a token is a few KiB.
+const MAX_OUTPUT: u64 = 64 * 1024;
+/// The default time a run may take.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// How much of stderr's first line is kept.
+const MAX_STDERR_LINE: usize = 200;
+
+/// The program and its arguments: a TOML array, or (from `--token-command`) one string split
+/// on whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Argv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Line(String),
+        }
+        Raw::deserialize(d).map(|raw| match raw {
+            Raw::List(v) => Argv(v),
+            Raw::Line(s) => Argv(s.split_whitespace().map(str::to_owned).collect()),
+        })
+    }
+}
+
+/// `type = "command"` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    command: Option<Argv>,
+    timeout_secs: Option<Uint>,
+}
+
+/// A checked command source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// How long one run may take.
+    pub timeout: Duration,
+}
+
+/// Checks the source at `at` (`source.NAME`).
+pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
+    let timeout = c.uint(
+        &format!("{at}.timeout_secs"),
+        spec.timeout_secs.as_ref(),
+        DEFAULT_TIMEOUT_SECS,
+        1,
+        300,
+    );
+    let key = format!("{at}.command");
+    match spec.command {
+        Some(Argv(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => Some(Settings {
+            argv,
+            timeout: Duration::from_secs(timeout),
+        }),
+        Some(_) => {
+            c.problem(
+                &key,
+                "must name a program: command = [\"/path/to/program\", \"arg\"]",
+            );
+            None
+        }
+        None => {
+            c.problem(
+                &key,
+                "not set: command = [\"/path/to/program\", \"arg\"] (or --token-command PROGRAM)",
+            );
+            None
+        }
+    }
+}
+
+/// Runs a program for each token.
+#[derive(Debug)]
+pub struct CommandSource {
+    settings: Settings,
+}
+
+impl CommandSource {
+    /// A source running `settings.argv`.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            settings: settings.clone(),
+        }
+    }
+
+    /// The program's name only (its arguments may hold secrets).
+    fn program(&self) -> String {
+        let program = self.settings.argv.first().map(String::as_str).unwrap_or("");
+        Path::new(program)
+            .file_name()
+            .map_or_else(|| program.to_owned(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// `the command NAME`.
+    pub fn origin(&self) -> String {
+        format!("the command {}", self.program())
+    }
+
+    /// One run.
+    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+        let fail = |detail: String| Error::Unavailable {
+            origin: self.origin(),
+            detail,
+            hint: "run the command by hand: it must print the token on stdout and exit 0"
+                .to_owned(),
+        };
+        let mut child = tokio::process::Command::new(&self.settings.argv[0])
+            .args(&self.settings.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot be started: {}", e.kind())))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(fail("internal: no pipes".to_owned()));
+        };
+        let run = async {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut stdout = stdout.take(MAX_OUTPUT + 1);
+            let mut stderr = stderr.take(4096);
+            let read_err = stderr.read_to_end(&mut err);
+            tokio::pin!(read_err);
+            // Read stdout, draining stderr meanwhile; a flood ends the run at once (the child
+            // is killed when dropped) instead of waiting for a stderr that never closes.
+            let mut err_done = false;
+            let read_out = stdout.read_to_end(&mut out);
+            tokio::pin!(read_out);
+            loop {
+                tokio::select! {
+                    r = &mut read_out => {
+                        r.map_err(|e| fail(format!("its output cannot be read: {}", e.kind())))?;
+                        break;
+                    }
+                    _ = &mut read_err, if !err_done => err_done = true,
+                }
+            }
+            if out.len() as u64 > MAX_OUTPUT {
+                return Err(fail(format!("printed more than {MAX_OUTPUT} bytes")));
+            }
+            if !err_done {
+                let _ = read_err.await;
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| fail(format!("cannot be waited for: {}", e.kind())))?;
+            Ok((status, out, err))
+        };
+        let result = tokio::time::timeout(self.settings.timeout, run).await;
+        // Dropping the child kills it (kill_on_drop) when it is still running.
+        let (status, out, err) = match result {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(fail(format!(
+                    "did not finish within {}s and was killed",
+                    self.settings.timeout.as_secs()
+                )));
+            }
+        };
+        if !status.success() {
+            let line = String::from_utf8_lossy(&err)
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().chars().take(MAX_STDERR_LINE).collect::<String>())
+                .unwrap_or_default();
+            let code = status.code().map_or_else(
+                || "was killed by a signal".to_owned(),
+                |c| format!("exited with code {c}"),
+            );
+            return Err(fail(if line.is_empty() {
+                code
+            } else {
+                format!("{code}: {line}")
+            }));
+        }
+        let token = std::str::from_utf8(&out)
+            .map_err(|_| fail("printed something that is not text".to_owned()))?
+            .trim();
+        if token.is_empty() {
+            return Err(fail("printed nothing".to_owned()));
+        }
+        Ok(IdentityToken::new(token))
+    }
+}

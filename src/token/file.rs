@@ -1,0 +1,162 @@
+//! `type = "file"`: a token file another process keeps fresh, such as a Kubernetes projected
+//! service-account token (`AWS_WEB_IDENTITY_TOKEN_FILE` under IRSA).
+//!
+//! The kubelet never rewrites the file in place: the data lives in a timestamped directory,
+//! `..data` is a symlink it swaps to a new directory, and the token path is a symlink into
+//! `..data`. A watcher on the path itself misses that swap, and an mtime alone can repeat, so
+//! the probe compares what the path resolves to (device, inode, size and mtime of the final
+//! file). The token's own `exp` bounds its reuse as for every source. A missing, empty or
+//! unreadable file is an identity error naming the path: the refresher retries and recovers
+//! when the file appears.
+
+use std::path::PathBuf;
+
+use super::{Error, IdentityToken, Probe, Stamp};
+use crate::config::Checker;
+
+/// The largest token file read; a projected token is about 1 KiB.
+const MAX_FILE: u64 = 64 * 1024;
+
+/// `type = "file"` in the config file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    path: Option<String>,
+}
+
+/// A checked file source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The token file.
+    pub path: PathBuf,
+    /// The setting that named it (`--token-file`, `AWS_WEB_IDENTITY_TOKEN_FILE`, a key).
+    pub origin: String,
+}
+
+/// Checks the source at `at` (`source.NAME`).
+pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
+    let key = format!("{at}.path");
+    match c.path(&key, spec.path.as_ref()) {
+        Some(path) => Some(Settings {
+            path,
+            origin: c.origin(&key),
+        }),
+        None if spec.path.is_none() => {
+            c.problem(&key, "not set: pass --token-file PATH");
+            None
+        }
+        None => None,
+    }
+}
+
+/// Reads the token from a file.
+#[derive(Debug)]
+pub struct TokenFile {
+    settings: Settings,
+}
+
+/// What a file is, as far as a change of token is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl TokenFile {
+    /// A source reading `settings.path`.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            settings: settings.clone(),
+        }
+    }
+
+    /// `the token file PATH (from ORIGIN)`.
+    pub fn origin(&self) -> String {
+        format!(
+            "the token file {} (from {})",
+            self.settings.path.display(),
+            self.settings.origin
+        )
+    }
+
+    /// What the path resolves to now (symlinks followed).
+    pub async fn probe(&self) -> Result<Probe, Error> {
+        let meta = tokio::fs::metadata(&self.settings.path)
+            .await
+            .map_err(|e| self.io_error(&e))?;
+        Ok(Probe {
+            stamp: Stamp::File(file_id(&meta)),
+            identity: None,
+        })
+    }
+
+    /// Reads the token: the file's content with surrounding whitespace trimmed.
+    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+        use tokio::io::AsyncReadExt as _;
+        let file = tokio::fs::File::open(&self.settings.path)
+            .await
+            .map_err(|e| self.io_error(&e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| self.io_error(&e))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(self.unavailable(format!("is larger than {MAX_FILE} bytes")));
+        }
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return Err(self.unavailable("is not text".to_owned()));
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(self.unavailable("is empty".to_owned()));
+        }
+        Ok(IdentityToken::new(token))
+    }
+
+    fn io_error(&self, e: &std::io::Error) -> Error {
+        let detail = match e.kind() {
+            std::io::ErrorKind::NotFound => "does not exist (yet)".to_owned(),
+            std::io::ErrorKind::PermissionDenied => {
+                "is not readable (permission denied)".to_owned()
+            }
+            _ => format!("cannot be read: {e}"),
+        };
+        self.unavailable(detail)
+    }
+
+    fn unavailable(&self, detail: String) -> Error {
+        Error::Unavailable {
+            origin: self.origin(),
+            detail,
+            hint: format!(
+                "make {} name a readable file holding the identity token (on Kubernetes: a \
+                 projected serviceAccountToken volume with audience sts.amazonaws.com)",
+                self.settings.origin
+            ),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt as _;
+    FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    }
+}
+
+#[cfg(not(unix))]
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    FileId {
+        dev: 0,
+        ino: 0,
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    }
+}

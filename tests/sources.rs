@@ -1,0 +1,692 @@
+//! Every identity source end to end through the real config parser, the builder and the
+//! server: a token file (and the IRSA variables alone), the GCP metadata server, OIDC client
+//! credentials, GitHub Actions and a command, each against a fake that fails on purpose; a
+//! source shared by two roles is fetched once; the token cache's rules in advanced time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sts_sidecar::cmd::serve::{self, Sidecar};
+use sts_sidecar::config::{Config, Overrides};
+use sts_sidecar::metrics::Metrics;
+use sts_sidecar::testing::fake_idp::{
+    FakeIdp, GCP_ACCOUNT_ID, GITHUB_REPOSITORY, GITHUB_REQUEST_TOKEN, IdpReply, OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET,
+};
+use sts_sidecar::testing::fake_sts::{FakeSts, StsReply};
+use sts_sidecar::token::{Source, TokenSource};
+use tokio::net::TcpListener;
+
+use crate::support::{AUTH_TOKEN, ROLE_ARN};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A fake identity provider, a fake STS that trusts only its key, and a scratch directory.
+struct World {
+    idp: FakeIdp,
+    sts: FakeSts,
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    http: reqwest::Client,
+}
+
+impl World {
+    async fn new() -> World {
+        let idp = FakeIdp::start().await.expect("idp");
+        let sts = FakeSts::start(Some(idp.public_key_der()))
+            .await
+            .expect("sts");
+        let mut env = HashMap::new();
+        env.insert(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(),
+            AUTH_TOKEN.to_owned(),
+        );
+        World {
+            idp,
+            sts,
+            dir: tempfile::tempdir().expect("tmp"),
+            env,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn set_env(&mut self, k: &str, v: impl Into<String>) {
+        self.env.insert(k.to_owned(), v.into());
+    }
+
+    /// `body` (sources and roles) after the listeners and the fake STS.
+    fn toml(&self, body: &str) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [sts]\nregion = \"eu-central-1\"\nendpoint = \"{}\"\ntimeout_secs = 3\n{body}",
+            self.sts.endpoint()
+        )
+    }
+
+    fn parse(&self, body: &str, flags: &Overrides) -> Result<Config, sts_sidecar::config::Error> {
+        Config::parse(Some((&self.toml(body), "sources.toml")), flags, &self.env)
+    }
+
+    fn config(&self, body: &str) -> Config {
+        self.parse(body, &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn serve(&self, config: &Config) -> Sidecar {
+        let auth = serve::auth(config).expect("auth");
+        let creds = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        serve::start(config, auth, creds, admin)
+            .await
+            .expect("start")
+    }
+
+    async fn get(&self, sidecar: &Sidecar, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("http://{}{path}", sidecar.credentials_addr))
+            .header("authorization", AUTH_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    async fn status(&self, sidecar: &Sidecar) -> serde_json::Value {
+        self.http
+            .get(format!("http://{}/status", sidecar.admin_addr))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Waits for `sidecar` to be ready; panics with `/status` if it never is.
+    async fn ready(&self, sidecar: &Sidecar) {
+        for _ in 0..200 {
+            if sidecar.admin.is_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("never ready: {}", self.status(sidecar).await);
+    }
+
+    /// The default role's token source, freshly built (own cache).
+    fn token_source(&self, config: &Config) -> TokenSource {
+        let name = &config.roles[0].source;
+        TokenSource::new(
+            name.clone(),
+            Source::from_settings(&config.source(name).expect("source").settings).expect("build"),
+            Arc::new(Metrics::new()),
+        )
+    }
+}
+
+/// Moves tokio's clock on by `d` at once (calls before and after run in real time).
+async fn jump(d: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(d).await;
+    tokio::time::resume();
+}
+
+fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("script");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+// ---- file
+
+#[tokio::test]
+async fn a_token_file_with_a_trailing_newline_is_served_and_its_absence_recovered() {
+    let world = World::new().await;
+    let token_path = world.path("token");
+    let config = world.config(&format!(
+        "[source.k8s]\ntype = \"file\"\npath = \"{}\"\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        token_path.display()
+    ));
+    // The file is not there yet: the sidecar stays up and says which path it waits for.
+    let sidecar = world.serve(&config).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = world.get(&sidecar, "/v1/credentials").await;
+    assert_eq!(status, 503);
+    let st = world.status(&sidecar).await;
+    let error = st["roles"][0]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        error.contains(&token_path.display().to_string()) && error.contains("does not exist"),
+        "{st}"
+    );
+    assert_eq!(
+        st["roles"][0]["source"],
+        format!(
+            "k8s (the token file {} (from source.k8s.path in sources.toml))",
+            token_path.display()
+        )
+    );
+
+    std::fs::write(
+        &token_path,
+        format!(
+            "{}\n",
+            world.idp.mint_token("system:serviceaccount:ns:app", HOUR)
+        ),
+    )
+    .expect("write");
+    world.ready(&sidecar).await;
+    let (status, body) = world.get(&sidecar, "/v1/credentials").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        world.sts.seen().last().expect("seen").subject,
+        "system:serviceaccount:ns:app"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kubelet_symlink_swap_is_picked_up() {
+    // kubelet: token -> ..data/token, ..data -> ..<timestamp>/, swapped atomically.
+    let world = World::new().await;
+    let root = world.path("projected");
+    std::fs::create_dir_all(root.join("..2026_01"))
+        .and_then(|()| std::fs::create_dir_all(root.join("..2026_02")))
+        .expect("dirs");
+    std::fs::write(
+        root.join("..2026_01/token"),
+        world.idp.mint_token("first", HOUR),
+    )
+    .expect("w");
+    std::fs::write(
+        root.join("..2026_02/token"),
+        world.idp.mint_token("second", HOUR),
+    )
+    .expect("w");
+    std::os::unix::fs::symlink("..2026_01", root.join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/token", root.join("token")).expect("link");
+    let mut flags = Overrides::default();
+    flags.set("token-file", root.join("token").display().to_string());
+    flags.set("role-arn", ROLE_ARN);
+    let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
+    let source = world.token_source(&config);
+    let (_, claims) = source.token().await.expect("token");
+    assert_eq!(claims.expect("jwt").sub.as_deref(), Some("first"));
+    // Swap ..data the way the kubelet does: a new link renamed over the old one.
+    std::os::unix::fs::symlink("..2026_02", root.join("..data_tmp")).expect("link");
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+    let (_, claims) = source.token().await.expect("token");
+    assert_eq!(
+        claims.expect("jwt").sub.as_deref(),
+        Some("second"),
+        "the swap was not noticed"
+    );
+}
+
+#[tokio::test]
+async fn the_irsa_variables_alone_configure_the_default_role() {
+    let mut world = World::new().await;
+    let token_path = world.path("irsa-token");
+    std::fs::write(
+        &token_path,
+        world
+            .idp
+            .mint_token("system:serviceaccount:default:app", HOUR),
+    )
+    .expect("write");
+    world.set_env(
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        token_path.display().to_string(),
+    );
+    world.set_env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa-app");
+    world.set_env("AWS_ROLE_SESSION_NAME", "irsa-session");
+    let config = world.config("");
+    assert_eq!(
+        config.roles[0].arn,
+        "arn:aws:iam::123456789012:role/irsa-app"
+    );
+    assert_eq!(config.roles[0].session_name, "irsa-session");
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let (status, body) = world.get(&sidecar, "/v1/credentials").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["RoleArn"], "arn:aws:iam::123456789012:role/irsa-app");
+    let seen = world.sts.seen();
+    assert_eq!(seen.last().expect("seen").session_name, "irsa-session");
+    sidecar.shutdown().await;
+}
+
+// ---- gcp-metadata
+
+#[tokio::test]
+async fn the_gcp_metadata_server_is_asked_with_the_flavor_header() {
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let mut flags = Overrides::default();
+    flags.set("source", "gcp-metadata");
+    flags.set("role-arn", ROLE_ARN);
+    let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let (status, _) = world.get(&sidecar, "/v1/credentials").await;
+    assert_eq!(status, 200);
+    let seen = world.idp.seen();
+    let asked = seen.last().expect("a metadata request");
+    assert_eq!(
+        asked.path,
+        "/computeMetadata/v1/instance/service-accounts/default/identity"
+    );
+    assert_eq!(asked.flavor.as_deref(), Some("Google"));
+    assert_eq!(asked.query["audience"], "sts.amazonaws.com");
+    assert_eq!(asked.query["format"], "full");
+    assert_eq!(
+        world.sts.seen().last().expect("sts").subject,
+        GCP_ACCOUNT_ID
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn gcp_metadata_failures_are_named() {
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\ntimeout_secs = 1\n[[role]]\narn = \"{ROLE_ARN}\"\n"
+    ));
+    let source = world.token_source(&config);
+    for (reply, expected) in [
+        (
+            IdpReply::NoFlavor,
+            "without the Metadata-Flavor: Google header",
+        ),
+        (IdpReply::Html, "without the Metadata-Flavor: Google header"),
+        (IdpReply::Status(500), "answered HTTP 500"),
+        (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
+    ] {
+        world.idp.push_reply(reply.clone());
+        let e = source.token().await.expect_err("failure").to_string();
+        assert!(e.contains(expected), "{reply:?}: {e}");
+        assert!(
+            e.contains(&world.idp.host()),
+            "{reply:?} names the server: {e}"
+        );
+    }
+    // An account the instance does not have: 404, with a hint naming it.
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\nservice_account = \"other@p.iam.gserviceaccount.com\"\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n"
+    ));
+    let e = world.token_source(&config).token().await.expect_err("404");
+    assert!(e.to_string().contains("answered HTTP 404"), "{e}");
+    assert!(
+        e.hint().contains("other@p.iam.gserviceaccount.com"),
+        "{}",
+        e.hint()
+    );
+}
+
+// ---- oidc
+
+#[tokio::test]
+async fn oidc_client_credentials_with_basic_auth_or_in_the_body() {
+    let mut world = World::new().await;
+    let secret = world.path("secret");
+    std::fs::write(&secret, format!("{OIDC_CLIENT_SECRET}\n")).expect("secret");
+    // Basic auth, endpoint from flags.
+    let mut flags = Overrides::default();
+    flags.set("oidc-token-url", world.idp.token_url());
+    flags.set("oidc-client-id", OIDC_CLIENT_ID);
+    flags.set("oidc-client-secret-file", secret.display().to_string());
+    flags.set("oidc-scope", "sts/assume");
+    flags.set("audience", "sts.amazonaws.com");
+    flags.set("role-arn", ROLE_ARN);
+    let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let seen = world.idp.seen();
+    let grant = seen
+        .iter()
+        .find(|s| s.path == "/oauth2/token")
+        .expect("grant");
+    assert!(
+        grant
+            .authorization
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("Basic ")
+    );
+    assert_eq!(grant.form["scope"], "sts/assume");
+    assert_eq!(grant.form["audience"], "sts.amazonaws.com");
+    assert!(!grant.form.contains_key("client_secret"));
+    sidecar.shutdown().await;
+
+    // client_secret_post, endpoint from the issuer's discovery document, secret from the
+    // environment.
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET);
+    let config = world.config(&format!(
+        "[source.idp]\ntype = \"oidc\"\nissuer = \"{}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         auth_method = \"client_secret_post\"\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        world.idp.url()
+    ));
+    let (token, claims) = world.token_source(&config).token().await.expect("token");
+    assert!(world.idp.issued().contains(&token.expose().to_owned()));
+    assert_eq!(
+        claims.expect("jwt").extra("client_id"),
+        Some(OIDC_CLIENT_ID)
+    );
+    let seen = world.idp.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.path == "/.well-known/openid-configuration")
+    );
+    let grant = seen
+        .iter()
+        .rev()
+        .find(|s| s.path == "/oauth2/token")
+        .expect("grant");
+    assert_eq!(grant.form["client_secret"], OIDC_CLIENT_SECRET);
+    assert!(grant.authorization.is_none());
+}
+
+#[tokio::test]
+async fn oidc_failures_surface_with_their_description() {
+    let mut world = World::new().await;
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", "wrong-secret");
+    let body = format!(
+        "[source.idp]\ntype = \"oidc\"\ntoken_url = \"{}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         timeout_secs = 1\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        world.idp.token_url()
+    );
+    let e = world
+        .token_source(&world.config(&body))
+        .token()
+        .await
+        .expect_err("401");
+    assert!(
+        e.to_string()
+            .contains("answered invalid_client (HTTP 401): Client authentication failed"),
+        "{e}"
+    );
+    assert!(e.hint().contains("client id and secret"), "{}", e.hint());
+    assert!(!e.to_string().contains("wrong-secret"));
+
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET);
+    let source = world.token_source(&world.config(&body));
+    for (reply, expected) in [
+        (
+            IdpReply::OAuthError("invalid_scope".into(), "scope x is unknown".into()),
+            "answered invalid_scope (HTTP 400): scope x is unknown",
+        ),
+        (IdpReply::Html, "an HTML page"),
+        (IdpReply::Status(502), "answered HTTP 502"),
+        (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
+    ] {
+        world.idp.push_reply(reply.clone());
+        let e = source.token().await.expect_err("failure").to_string();
+        assert!(e.contains(expected), "{reply:?}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_token_without_aud_is_refused_by_sts_as_the_warning_says() {
+    let mut world = World::new().await;
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET);
+    let config = world.config(&format!(
+        "[source.cognito]\ntype = \"oidc\"\ntoken_url = \"{}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n",
+        world.idp.token_url()
+    ));
+    // Every token lacks aud (the refresher asks again after STS rejects one).
+    for _ in 0..10 {
+        world.idp.push_reply(IdpReply::NoAudience);
+    }
+    let sidecar = world.serve(&config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = world.status(&sidecar).await;
+    let error = st["roles"][0]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(error.contains("Incorrect token audience"), "{st}");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_oidc_token_is_fetched_again_once() {
+    let mut world = World::new().await;
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET);
+    let config = world.config(&format!(
+        "[source.idp]\ntype = \"oidc\"\ntoken_url = \"{}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n",
+        world.idp.token_url()
+    ));
+    world.sts.push_reply(StsReply::invalid_token());
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    assert_eq!(world.sts.calls(), 2);
+    assert_eq!(
+        world.idp.calls("/oauth2/token"),
+        2,
+        "one fresh token for the retry"
+    );
+    sidecar.shutdown().await;
+}
+
+// ---- github-actions
+
+#[tokio::test]
+async fn github_actions_tokens_come_from_the_job_variables() {
+    let mut world = World::new().await;
+    let mut flags = Overrides::default();
+    flags.set("source", "github-actions");
+    flags.set("role-arn", ROLE_ARN);
+    // Without `permissions: id-token: write` the variables are missing: a config error.
+    let e = world
+        .parse("", &flags)
+        .expect_err("no variables")
+        .to_string();
+    assert!(
+        e.contains("ACTIONS_ID_TOKEN_REQUEST_URL: ACTIONS_ID_TOKEN_REQUEST_URL is not set")
+            && e.contains("permissions: id-token: write")
+            && e.contains("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+        "{e}"
+    );
+    world.set_env(
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        world.idp.github_request_url(),
+    );
+    world.set_env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", GITHUB_REQUEST_TOKEN);
+    let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let seen = world.idp.seen();
+    let asked = seen
+        .iter()
+        .find(|s| s.path == "/github/token")
+        .expect("asked");
+    assert_eq!(asked.query["audience"], "sts.amazonaws.com");
+    assert_eq!(
+        world.sts.seen().last().expect("sts").subject,
+        format!("repo:{GITHUB_REPOSITORY}:ref:refs/heads/main")
+    );
+    sidecar.shutdown().await;
+
+    // A request token that is no longer valid (the job ended): 401, named.
+    world.set_env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "expired-request-token");
+    let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
+    let e = world.token_source(&config).token().await.expect_err("401");
+    assert!(
+        e.to_string()
+            .contains("refused the request token (HTTP 401"),
+        "{e}"
+    );
+    assert!(e.hint().contains("id-token: write"));
+    assert!(!e.to_string().contains("expired-request-token"));
+}
+
+// ---- command
+
+#[tokio::test]
+async fn a_command_prints_the_token() {
+    let world = World::new().await;
+    let script = world.path("get-token");
+    let token = world.idp.mint_token("from-a-command", HOUR);
+    write_script(&script, &format!("echo '{token}'"));
+    let config = world.config(&format!(
+        "[source.cmd]\ntype = \"command\"\ncommand = [\"{}\", \"--secret-arg=marker\"]\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n",
+        script.display()
+    ));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    assert_eq!(
+        world.sts.seen().last().expect("sts").subject,
+        "from-a-command"
+    );
+    let st = world.status(&sidecar).await.to_string();
+    assert!(
+        st.contains("the command get-token") && !st.contains("marker"),
+        "{st}"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_that_fail_hang_or_flood_are_stopped_and_named() {
+    let world = World::new().await;
+    let cases = [
+        (
+            "echo 'no such profile' >&2; echo second >&2; exit 3",
+            "exited with code 3: no such profile",
+        ),
+        ("sleep 30", "did not finish within 1s and was killed"),
+        (
+            "head -c 200000 /dev/zero | tr '\\0' a",
+            "printed more than 65536 bytes",
+        ),
+        ("exit 0", "printed nothing"),
+    ];
+    for (i, (body, expected)) in cases.iter().enumerate() {
+        let script = world.path(&format!("cmd{i}"));
+        write_script(&script, body);
+        let config = world.config(&format!(
+            "[source.cmd]\ntype = \"command\"\ncommand = [\"{}\"]\ntimeout_secs = 1\n\
+             [[role]]\narn = \"{ROLE_ARN}\"\n",
+            script.display()
+        ));
+        let started = tokio::time::Instant::now();
+        let e = world
+            .token_source(&config)
+            .token()
+            .await
+            .expect_err("failure")
+            .to_string();
+        assert!(e.contains(expected), "{body}: {e}");
+        assert!(e.contains(&format!("the command cmd{i}")), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{body} was not stopped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_opaque_token_is_fetched_for_every_call() {
+    let world = World::new().await;
+    let script = world.path("opaque");
+    let counter = world.path("count");
+    write_script(
+        &script,
+        &format!("echo x >> '{}'; echo opaque-token-value", counter.display()),
+    );
+    let config = world.config(&format!(
+        "[source.cmd]\ntype = \"command\"\ncommand = [\"{}\"]\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        script.display()
+    ));
+    let source = world.token_source(&config);
+    for _ in 0..3 {
+        let (token, claims) = source.token().await.expect("token");
+        assert_eq!(token.expose(), "opaque-token-value");
+        assert!(claims.is_none());
+    }
+    let runs = std::fs::read_to_string(&counter)
+        .expect("count")
+        .lines()
+        .count();
+    assert_eq!(runs, 3, "an opaque token must not be cached");
+}
+
+// ---- sharing and caching
+
+#[tokio::test]
+async fn a_source_used_by_two_roles_is_fetched_once() {
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\nsource = \"gcp\"\n\
+         [[role]]\nalias = \"reports\"\narn = \"arn:aws:iam::210987654321:role/reports\"\nsource = \"gcp\"\n"
+    ));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let (status, body) = world.get(&sidecar, "/v1/credentials/reports").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["AccountId"], "210987654321");
+    assert_eq!(world.sts.calls(), 2);
+    assert_eq!(
+        world.idp.calls("/computeMetadata"),
+        1,
+        "one token for both roles"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_jwt_is_reused_until_shortly_before_its_exp() {
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\n[[role]]\narn = \"{ROLE_ARN}\"\n"
+    ));
+    let source = world.token_source(&config);
+    source.token().await.expect("token");
+    // Time jumps between calls (the network calls themselves run in real time).
+    jump(Duration::from_secs(54 * 60)).await;
+    source.token().await.expect("token");
+    assert_eq!(
+        world.idp.calls("/computeMetadata"),
+        1,
+        "reused at 54 min of 60"
+    );
+    jump(Duration::from_secs(2 * 60)).await;
+    source.token().await.expect("token");
+    assert_eq!(
+        world.idp.calls("/computeMetadata"),
+        2,
+        "fetched again 4 min before exp"
+    );
+    source.invalidate().await;
+    source.token().await.expect("token");
+    assert_eq!(
+        world.idp.calls("/computeMetadata"),
+        3,
+        "invalidate forces a fetch"
+    );
+}
