@@ -28,15 +28,17 @@ use crate::metrics::Metrics;
 /// Credentials are never served with less than this much validity left.
 pub const FLOOR: Duration = Duration::from_secs(5 * 60);
 /// Refresh no later than this long before expiry (when the lifetime allows it).
-const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
+pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 /// Share of the refresh delay removed at most by jitter.
 const JITTER: f64 = 0.10;
 /// Backoff for transient errors: first ceiling and cap.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(120);
+/// The longest wait between two retries of a transient error.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(120);
 /// Backoff for errors that need a human (`AccessDenied`, ...).
 const SLOW_BACKOFF_BASE: Duration = Duration::from_secs(30);
-const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The longest wait between two retries of an error that needs a human.
+pub const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The shortest pause between two attempts.
 const MIN_DELAY: Duration = Duration::from_millis(200);
 
@@ -320,6 +322,22 @@ impl<B: Refresh> Refresher<B> {
                 ),
             ));
         }
+        // Rendered once, here: a body that cannot be rendered is a failed refresh, never an
+        // empty 200.
+        let rendered = creds
+            .container_json()
+            .and_then(|body| Ok((body, creds.imds_json(clock::now_unix())?)));
+        let (body, imds_body) = match rendered {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .count_refresh(&self.alias, ErrorClass::Malformed.label());
+                return Err(failed(
+                    ErrorClass::Malformed,
+                    format!("cannot render the credentials as JSON: {e}"),
+                ));
+            }
+        };
         self.metrics.count_refresh(&self.alias, outcome);
         self.metrics
             .set_credential_expiry(&self.alias, creds.expiration);
@@ -337,8 +355,8 @@ impl<B: Refresh> Refresher<B> {
             status.consecutive_failures = 0;
         }
         let snapshot = Snapshot {
-            body: Bytes::from(creds.container_json()),
-            imds_body: Bytes::from(creds.imds_json(clock::now_unix())),
+            body: Bytes::from(body),
+            imds_body: Bytes::from(imds_body),
             serve_until: Instant::now() + (lifetime - FLOOR),
             credentials: creds,
         };

@@ -6,8 +6,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::Instant;
-
 /// Seconds since the Unix epoch, now.
 #[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
 pub fn now_unix() -> i64 {
@@ -20,11 +18,6 @@ pub fn now_unix() -> i64 {
 /// How long from now until `unix` (zero when it is already past).
 pub fn until_unix(unix: i64) -> Duration {
     Duration::from_secs(u64::try_from(unix.saturating_sub(now_unix())).unwrap_or(0))
-}
-
-/// The tokio deadline at which the wall clock will read `unix`.
-pub fn deadline_for_unix(unix: i64) -> Instant {
-    Instant::now() + until_unix(unix)
 }
 
 /// Formats a Unix time as `YYYY-MM-DDTHH:MM:SSZ`, the only expiry format every SDK accepts.

@@ -38,8 +38,13 @@ pub fn filter(spec: Option<&str>) -> Result<Targets, String> {
         .unwrap_or("info");
     let mut filter = Targets::from_str(spec)
         .map_err(|e| format!("{}: invalid filter {spec:?}: {e}", crate::config::ENV_LOG))?;
+    // The targets the spec names itself, exactly: naming hyper_util must not lift hyper's cap.
+    let named: Vec<&str> = spec
+        .split(',')
+        .filter_map(|d| d.split_once('=').map(|(t, _)| t.trim()))
+        .collect();
     for target in CAPPED_TARGETS {
-        if !spec.contains(target) {
+        if !named.contains(&target) {
             // Whatever the filter gives this target, but never more than INFO.
             let cap = [Level::INFO, Level::WARN, Level::ERROR]
                 .into_iter()
@@ -97,5 +102,15 @@ mod tests {
         let quiet = filter(Some("warn")).expect("filter");
         assert!(!quiet.would_enable("reqwest::connect", &Level::INFO));
         assert!(filter(Some("info,,=bogus")).is_err());
+    }
+
+    #[test]
+    fn naming_one_crate_does_not_lift_the_cap_on_another() {
+        // See: issue #10 (a substring match let hyper_util=trace lift hyper's cap).
+        let f = filter(Some("trace,hyper_util=trace")).expect("filter");
+        assert!(f.would_enable("hyper_util::client", &Level::TRACE));
+        assert!(!f.would_enable("hyper::proto::h1", &Level::DEBUG));
+        let f = filter(Some("trace,aws_smithy_runtime_api=trace")).expect("filter");
+        assert!(!f.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
     }
 }

@@ -67,6 +67,27 @@ fn configuration_errors_exit_64_listing_every_problem() {
     }
     let out = command().args(["serve", "--bogus"]).output().expect("run");
     assert_eq!(out.status.code(), Some(64));
+
+    // A source that cannot be set up is a configuration error naming the file, after binding.
+    let out = command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--token-service-url", "https://cits.example.com"])
+        .args(["--token-service-ca", "/nonexistent/ca.pem"])
+        .args(["--role-arn", "arn:aws:iam::123456789012:role/x"])
+        .env("CF_INSTANCE_CERT", "/c")
+        .env("CF_INSTANCE_KEY", "/k")
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "0123456789abcdef0123")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
 
 async fn spawn_serve(

@@ -31,18 +31,6 @@ async fn picks_up_a_rotation_without_restart_and_without_failed_requests() {
     let calls_before = stack.token_service.calls();
     let serial_before = stack.token_service.client_serials().last().cloned();
 
-    // Clients keep asking while the platform rotates: every answer is 200.
-    let clients = {
-        let stack = stack.clone();
-        tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            for _ in 0..100 {
-                statuses.push(stack.get_credentials().await.status);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            statuses
-        })
-    };
     let next = stack.pki.issue(KeyKind::RsaPkcs1, DAY).expect("issue");
     stack.pki.install_key(&next).expect("key");
     // A fetch that starts between the two renames sees a mismatched pair and waits.
@@ -70,9 +58,53 @@ async fn picks_up_a_rotation_without_restart_and_without_failed_requests() {
         serial_before,
         "the new certificate was presented"
     );
+}
 
+#[tokio::test]
+async fn a_refresh_during_a_rotation_waits_it_out_and_every_request_gets_200() {
+    // See: issue #10 (the old form of this check could not fail: the sidecar served from cache
+    // and never refreshed while the files were being replaced). Here the refresher's first
+    // fetch starts between the two renames, while clients are already asking.
+    let mut stack = Stack::with(crate::support::Options {
+        server_toml: "cold_start_wait_ms = 5000".to_owned(),
+        start: false,
+        ..crate::support::Options::default()
+    })
+    .await;
+    let next = stack.pki.issue(KeyKind::RsaPkcs1, DAY).expect("issue");
+    stack.pki.install_key(&next).expect("key");
+    stack.start_sidecar().await;
+    let stack = Arc::new(stack);
+    let clients = {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..50 {
+                statuses.push(stack.get_credentials().await.status);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stack.token_service.calls(),
+        0,
+        "no token is fetched with a mismatched pair"
+    );
+    stack.pki.install_cert(&next).expect("cert");
     let statuses = clients.await.expect("clients");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(stack.token_service.calls(), 1);
+    let metrics = stack.get(&stack.admin_url("/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains("sts_sidecar_refreshes_total{role=\"default\",outcome=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("outcome=\"identity\""),
+        "the rotation was reported as a failure:\n{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ pub struct Credentials {
 impl Credentials {
     /// The container-credentials JSON every SDK accepts (sdk-contract.md §3.1): exactly these
     /// fields, `Expiration` as `YYYY-MM-DDTHH:MM:SSZ`.
-    pub fn container_json(&self) -> Vec<u8> {
+    pub fn container_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "PascalCase")]
         struct Body<'a> {
@@ -62,14 +62,13 @@ impl Credentials {
             account_id: &self.account_id,
             role_arn: &self.role_arn,
         })
-        .unwrap_or_default()
     }
 }
 
 impl Credentials {
     /// The IMDS credentials JSON (sdk-contract.md §4 step 3): `Code` = `Success`, `LastUpdated`,
     /// `Type` = `AWS-HMAC`, the keys, `Expiration` and `AccountId`.
-    pub fn imds_json(&self, last_updated: i64) -> Vec<u8> {
+    pub fn imds_json(&self, last_updated: i64) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "PascalCase")]
         struct Body<'a> {
@@ -92,12 +91,11 @@ impl Credentials {
             expiration: crate::clock::format_rfc3339(self.expiration),
             account_id: &self.account_id,
         })
-        .unwrap_or_default()
     }
 
     /// The `credential_process` Version 1 JSON (sdk-contract.md §5): number `Version`,
     /// `SessionToken` (not `Token`).
-    pub fn process_json(&self) -> Vec<u8> {
+    pub fn process_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "PascalCase")]
         struct Body<'a> {
@@ -116,7 +114,6 @@ impl Credentials {
             expiration: crate::clock::format_rfc3339(self.expiration),
             account_id: &self.account_id,
         })
-        .unwrap_or_default()
     }
 }
 

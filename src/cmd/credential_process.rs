@@ -29,7 +29,10 @@ pub async fn run(args: &CredentialProcessArgs, env: &dyn Env) -> Result<i32, Exi
         Some(uri) => from_sidecar(&uri, args.role.as_deref(), env).await?,
         None => exchange(args, env).await?,
     };
-    let mut json = creds.process_json();
+    let mut json = creds
+        .process_json()
+        .context("rendering the credentials as JSON")
+        .map_err(ExitError::failure)?;
     json.push(b'\n');
     use std::io::Write as _;
     std::io::stdout()

@@ -52,9 +52,10 @@ pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
     };
     let credentials = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
-    let sidecar = serve::start(&config, auth, credentials, admin)
-        .await
-        .map_err(ExitError::config)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let sidecar = serve::start(&config, auth, credentials, admin).await?;
 
     let handle = sidecar
         .roles

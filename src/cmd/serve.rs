@@ -39,9 +39,10 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), ExitError> {
     })?;
     let credentials = bind(config.listen, "server.listen").await?;
     let admin = bind(config.admin_listen, "server.admin_listen").await?;
-    let sidecar = start(&config, auth, credentials, admin)
-        .await
-        .map_err(ExitError::config)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let sidecar = start(&config, auth, credentials, admin).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         credentials = %format!("http://{}/v1/credentials", sidecar.credentials_addr),
@@ -117,15 +118,18 @@ pub fn auth(config: &Config) -> anyhow::Result<Auth> {
     }
 }
 
-/// Starts refreshers and both servers on already bound listeners.
+/// Starts refreshers and both servers on already bound listeners. A source that cannot be set
+/// up (an unreadable CA bundle) is a configuration error (64); anything else a runtime one (1).
 pub async fn start(
     config: &Config,
     auth: Auth,
     credentials: TcpListener,
     admin: TcpListener,
-) -> anyhow::Result<Sidecar> {
+) -> Result<Sidecar, ExitError> {
     let metrics = Arc::new(Metrics::new());
-    let built = super::build(config, &metrics).await?;
+    let built = super::build(config, &metrics)
+        .await
+        .map_err(ExitError::config)?;
     let mut handles: Vec<RoleHandle> = Vec::new();
     let mut refreshers = Vec::new();
     for (role, backend) in built.roles {
@@ -135,13 +139,21 @@ pub async fn start(
         handles.push(handle);
         refreshers.push(task);
     }
-    let roles = Roles::new(handles).context("no role configured")?;
+    let roles = Roles::new(handles)
+        .context("no role configured")
+        .map_err(ExitError::config)?;
     let extra_hosts: Vec<_> = [config.listen.ip(), config.admin_listen.ip()]
         .into_iter()
         .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
         .collect();
-    let credentials_addr = credentials.local_addr()?;
-    let admin_addr = admin.local_addr()?;
+    let credentials_addr = credentials
+        .local_addr()
+        .context("the credentials listener")
+        .map_err(ExitError::failure)?;
+    let admin_addr = admin
+        .local_addr()
+        .context("the admin listener")
+        .map_err(ExitError::failure)?;
     let mut app = CredentialsApp::new(
         roles.clone(),
         Arc::new(auth),

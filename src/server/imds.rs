@@ -35,10 +35,22 @@ const MAX_TTL_SECS: u64 = 21_600;
 pub const MAX_TOKENS: usize = 1024;
 
 /// IMDS state: the session tokens handed out.
-#[derive(Debug)]
 pub struct Imds {
     tokens: Mutex<HashMap<String, Instant>>,
     allow_v1: bool,
+}
+
+impl std::fmt::Debug for Imds {
+    // The session tokens are bearer secrets for the credentials: count them, never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imds")
+            .field(
+                "tokens",
+                &format_args!("<{} redacted>", self.tokens.lock().len()),
+            )
+            .field("allow_v1", &self.allow_v1)
+            .finish()
+    }
 }
 
 impl Imds {
@@ -153,4 +165,36 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_never_shows_a_session_token() {
+        // See: issue #10 (Imds derived Debug over its session tokens).
+        let imds = Imds::new(false);
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(TOKEN_PATH)
+            .header(TTL_HEADER, "60")
+            .body(())
+            .expect("request");
+        let response = imds.issue(&req);
+        assert_eq!(response.status(), StatusCode::OK);
+        let token = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let token = String::from_utf8_lossy(&token).into_owned();
+        assert!(token.len() >= 16);
+        let shown = format!("{imds:?}");
+        assert!(!shown.contains(&token), "{shown}");
+        assert!(shown.contains("<1 redacted>"), "{shown}");
+    }
 }
