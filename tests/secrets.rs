@@ -85,6 +85,9 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     );
     assert!(auth_error.contains("newline"), "{auth_error}");
 
+    // Every other source, through a sidecar each, with failures whose answers carry data.
+    let (sources_text, source_secrets) = other_sources().await;
+
     let snapshot = stack
         .sidecar()
         .roles
@@ -100,6 +103,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     );
     let logs = capture.text();
     for expected in [
+        "the identity token has no aud claim (it carries client_id instead",
         "sts_sidecar::cache",
         "credentials refreshed",
         "refresh failed",
@@ -123,6 +127,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         secrets.push(("private key".into(), line.to_owned()));
     }
     assert!(stack.token_service.issued_tokens().len() >= 2);
+    secrets.extend(source_secrets);
     let outputs = [
         ("logs", &logs),
         ("/status", &status),
@@ -130,6 +135,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         ("token error", &service_error),
         ("auth error", &auth_error),
         ("Debug", &debug),
+        ("other sources' errors, status and Debug", &sources_text),
     ];
     for (what, text) in outputs {
         for (name, secret) in &secrets {
@@ -141,4 +147,149 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         logs.contains("InvalidIdentityToken") && logs.contains("<redacted>"),
         "STS error logged without its token"
     );
+}
+
+/// Runs a sidecar on each of the other sources (file, gcp-metadata, oidc, github-actions,
+/// command) against the fake identity provider, including failures, and returns everything they
+/// showed (errors, `Debug`, `/status`) and the secrets that must not be in it or in the logs.
+async fn other_sources() -> (String, Vec<(String, String)>) {
+    use sts_sidecar::config::{Config, Overrides};
+    use sts_sidecar::testing::fake_idp::{
+        Endpoint, FakeIdp, GITHUB_REQUEST_TOKEN, IdpReply, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
+    };
+
+    const ARG_MARKER: &str = "argmarker-5e6f7a8b9c";
+    let idp = FakeIdp::start().await.expect("idp");
+    let sts = sts_sidecar::testing::fake_sts::FakeSts::start(Some(idp.public_key_der()))
+        .await
+        .expect("sts");
+    let dir = tempfile::tempdir().expect("tmp");
+    let token_file = dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        idp.mint_token("file-sub", std::time::Duration::from_secs(3600)),
+    )
+    .expect("token");
+    let script = dir.path().join("get-token");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >/dev/null\necho '{}'\n",
+            idp.mint_token("cmd-sub", std::time::Duration::from_secs(3600))
+        ),
+    )
+    .expect("script");
+    let failing = dir.path().join("failing");
+    std::fs::write(&failing, "#!/bin/sh\necho half-a-token-on-stdout\nexit 2\n").expect("script");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for s in [&script, &failing] {
+            std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+    let env: std::collections::HashMap<String, String> = [
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_MARKER.to_owned()),
+        ("GCE_METADATA_HOST", idp.host()),
+        (
+            "STS_SIDECAR_OIDC_CLIENT_SECRET",
+            OIDC_CLIENT_SECRET.to_owned(),
+        ),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", idp.github_request_url()),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            GITHUB_REQUEST_TOKEN.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [sts]\nendpoint = \"{sts}\"\ntimeout_secs = 3\n\
+         [source.file]\ntype = \"file\"\npath = \"{file}\"\n\
+         [source.gcp]\ntype = \"gcp-metadata\"\n\
+         [source.oidc]\ntype = \"oidc\"\ntoken_url = \"{oidc}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         [source.gh]\ntype = \"github-actions\"\n\
+         [source.cmd]\ntype = \"command\"\ncommand = [\"{script}\", \"{ARG_MARKER}\"]\n\
+         [source.bad]\ntype = \"command\"\ncommand = [\"{failing}\", \"{ARG_MARKER}\"]\n\
+         [[role]]\narn = \"arn:aws:iam::123456789012:role/a\"\nsource = \"file\"\n\
+         [[role]]\nalias = \"gcp\"\narn = \"arn:aws:iam::123456789012:role/b\"\nsource = \"gcp\"\n\
+         [[role]]\nalias = \"oidc\"\narn = \"arn:aws:iam::123456789012:role/c\"\nsource = \"oidc\"\n\
+         [[role]]\nalias = \"gh\"\narn = \"arn:aws:iam::123456789012:role/d\"\nsource = \"gh\"\n\
+         [[role]]\nalias = \"cmd\"\narn = \"arn:aws:iam::123456789012:role/e\"\nsource = \"cmd\"\n\
+         [[role]]\nalias = \"bad\"\narn = \"arn:aws:iam::123456789012:role/f\"\nsource = \"bad\"\n",
+        sts = sts.endpoint(),
+        file = token_file.display(),
+        oidc = idp.token_url(),
+        script = script.display(),
+        failing = failing.display(),
+    );
+    // The first OIDC token has no aud: STS refuses it and the sidecar warns.
+    idp.push_reply(Endpoint::OAuth, IdpReply::NoAudience);
+    let config = Config::parse(Some((&toml, "secrets.toml")), &Overrides::default(), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth = sts_sidecar::cmd::serve::auth(&config).expect("auth");
+    let creds = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sidecar = sts_sidecar::cmd::serve::start(&config, auth, creds, admin)
+        .await
+        .expect("start");
+    for alias in ["default", "gcp", "oidc", "gh", "cmd"] {
+        let role = sidecar.roles.get(alias).expect("role").clone();
+        assert!(
+            role.wait_usable(std::time::Duration::from_secs(10))
+                .await
+                .is_some(),
+            "{alias}: {:?}",
+            role.status()
+        );
+    }
+    let mut text = format!("{config:?} {sidecar:?}");
+    let status = reqwest::get(format!("http://{}/status", sidecar.admin_addr))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("body");
+    text.push_str(&status);
+    assert!(status.contains("exited with code 2"), "{status}");
+    // A wrong client secret, echoed by nobody but tried: the error names the client, not it.
+    let mut wrong = env.clone();
+    wrong.insert(
+        "STS_SIDECAR_OIDC_CLIENT_SECRET".into(),
+        "wrongsecretmarker-1a2b".into(),
+    );
+    let config = Config::parse(Some((&toml, "secrets.toml")), &Overrides::default(), &wrong)
+        .expect("config");
+    let oidc = config.source("oidc").expect("oidc");
+    let source = sts_sidecar::token::TokenSource::new(
+        "oidc",
+        sts_sidecar::token::Source::from_settings(&oidc.settings).expect("source"),
+        std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
+    );
+    let e = source.token().await.expect_err("invalid_client");
+    text.push_str(&format!("{e} {e:?} {}", e.hint()));
+    sidecar.shutdown().await;
+
+    let mut secrets: Vec<(String, String)> = vec![
+        ("OIDC client secret".into(), OIDC_CLIENT_SECRET.into()),
+        (
+            "wrong OIDC client secret".into(),
+            "wrongsecretmarker-1a2b".into(),
+        ),
+        ("GitHub request token".into(), GITHUB_REQUEST_TOKEN.into()),
+        ("command argument".into(), ARG_MARKER.into()),
+        ("command output".into(), "half-a-token-on-stdout".into()),
+    ];
+    for token in idp.issued() {
+        let signature = token.rsplit('.').next().expect("jws").to_owned();
+        secrets.push(("identity token signature (other source)".into(), signature));
+        secrets.push(("identity token (other source)".into(), token));
+    }
+    assert!(idp.issued().len() >= 5);
+    (text, secrets)
 }

@@ -12,8 +12,8 @@ use sts_sidecar::cmd::serve::{self, Sidecar};
 use sts_sidecar::config::{Config, Overrides};
 use sts_sidecar::metrics::Metrics;
 use sts_sidecar::testing::fake_idp::{
-    FakeIdp, GCP_ACCOUNT_ID, GITHUB_REPOSITORY, GITHUB_REQUEST_TOKEN, IdpReply, OIDC_CLIENT_ID,
-    OIDC_CLIENT_SECRET,
+    Endpoint, FakeIdp, GCP_ACCOUNT_ID, GITHUB_REPOSITORY, GITHUB_REQUEST_TOKEN, IdpReply,
+    OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
 };
 use sts_sidecar::testing::fake_sts::{FakeSts, StsReply};
 use sts_sidecar::token::{Source, TokenSource};
@@ -320,7 +320,7 @@ async fn gcp_metadata_failures_are_named() {
         (IdpReply::Status(500), "answered HTTP 500"),
         (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
     ] {
-        world.idp.push_reply(reply.clone());
+        world.idp.push_reply(Endpoint::Metadata, reply.clone());
         let e = source.token().await.expect_err("failure").to_string();
         assert!(e.contains(expected), "{reply:?}: {e}");
         assert!(
@@ -438,7 +438,7 @@ async fn oidc_failures_surface_with_their_description() {
         (IdpReply::Status(502), "answered HTTP 502"),
         (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
     ] {
-        world.idp.push_reply(reply.clone());
+        world.idp.push_reply(Endpoint::OAuth, reply.clone());
         let e = source.token().await.expect_err("failure").to_string();
         assert!(e.contains(expected), "{reply:?}: {e}");
     }
@@ -455,7 +455,7 @@ async fn an_oidc_token_without_aud_is_refused_by_sts_as_the_warning_says() {
     ));
     // Every token lacks aud (the refresher asks again after STS rejects one).
     for _ in 0..10 {
-        world.idp.push_reply(IdpReply::NoAudience);
+        world.idp.push_reply(Endpoint::OAuth, IdpReply::NoAudience);
     }
     let sidecar = world.serve(&config).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

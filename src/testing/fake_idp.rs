@@ -44,7 +44,18 @@ pub const GITHUB_REQUEST_TOKEN: &str = "github-request-token-5b8e3f0a";
 /// The GitHub repository in tokens.
 pub const GITHUB_REPOSITORY: &str = "octo-org/octo-app";
 
-/// What the fake answers next (any endpoint).
+/// The fake's endpoints, each with its own queue of scripted replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// The GCP metadata identity path.
+    Metadata,
+    /// The OIDC token endpoint.
+    OAuth,
+    /// GitHub's job token endpoint.
+    Github,
+}
+
+/// What an endpoint answers next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdpReply {
     /// A valid answer.
@@ -91,7 +102,7 @@ struct State {
     signer: JwtSigner,
     base: Mutex<String>,
     seen: Mutex<Vec<Seen>>,
-    next: Mutex<VecDeque<IdpReply>>,
+    next: Mutex<HashMap<Endpoint, VecDeque<IdpReply>>>,
     issued: Mutex<Vec<String>>,
     lifetime: Mutex<Duration>,
 }
@@ -109,7 +120,7 @@ impl FakeIdp {
             signer: JwtSigner::generate("idp")?,
             base: Mutex::new(String::new()),
             seen: Mutex::new(Vec::new()),
-            next: Mutex::new(VecDeque::new()),
+            next: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
             lifetime: Mutex::new(Duration::from_secs(3600)),
         });
@@ -178,9 +189,14 @@ impl FakeIdp {
         self.state.issued.lock().clone()
     }
 
-    /// Answer the next request with `reply`.
-    pub fn push_reply(&self, reply: IdpReply) {
-        self.state.next.lock().push_back(reply);
+    /// Answer the next request to `endpoint` with `reply`.
+    pub fn push_reply(&self, endpoint: Endpoint, reply: IdpReply) {
+        self.state
+            .next
+            .lock()
+            .entry(endpoint)
+            .or_default()
+            .push_back(reply);
     }
 
     /// Lifetime of tokens issued from now on.
@@ -226,18 +242,28 @@ impl State {
                 .to_string(),
             );
         }
-        let next = self.next.lock().pop_front().unwrap_or(IdpReply::Token);
+        let endpoint = if path.starts_with("/computeMetadata/v1/instance/service-accounts/") {
+            Endpoint::Metadata
+        } else if path == "/oauth2/token" && req.head.method == http::Method::POST {
+            Endpoint::OAuth
+        } else if path == "/github/token" {
+            Endpoint::Github
+        } else {
+            return reply(404, "text/plain", "not found");
+        };
+        let next = self
+            .next
+            .lock()
+            .get_mut(&endpoint)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(IdpReply::Token);
         if let IdpReply::Slow(delay) = next {
             tokio::time::sleep(delay).await;
         }
-        if path.starts_with("/computeMetadata/v1/instance/service-accounts/") {
-            self.metadata(&seen, next)
-        } else if path == "/oauth2/token" && req.head.method == http::Method::POST {
-            self.oauth(&seen, next)
-        } else if path == "/github/token" {
-            self.github(&seen, next)
-        } else {
-            reply(404, "text/plain", "not found")
+        match endpoint {
+            Endpoint::Metadata => self.metadata(&seen, next),
+            Endpoint::OAuth => self.oauth(&seen, next),
+            Endpoint::Github => self.github(&seen, next),
         }
     }
 

@@ -27,8 +27,14 @@ const MAX_STDERR_LINE: usize = 200;
 
 /// The program and its arguments: a TOML array, or (from `--token-command`) one string split
 /// on whitespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Argv(pub Vec<String>);
+
+impl std::fmt::Debug for Argv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Argv(<redacted>)")
+    }
+}
 
 impl<'de> Deserialize<'de> for Argv {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -53,13 +59,24 @@ pub struct Spec {
     timeout_secs: Option<Uint>,
 }
 
-/// A checked command source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A checked command source. Its `Debug` shows the program and the number of arguments only:
+/// arguments may hold secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The program and its arguments.
     pub argv: Vec<String>,
     /// How long one run may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("program", &self.argv.first())
+            .field("arguments", &self.argv.len().saturating_sub(1))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Checks the source at `at` (`source.NAME`).
