@@ -3,7 +3,10 @@
 //! mTLS (`POST /token` → RS256 JWT, `/.well-known/openid-configuration`, `/token_keys`, 403
 //! without a client certificate), and unless `--no-sts` the fake STS. Writes the settings
 //! sts-sidecar needs as `KEY=value` lines to `--env-file` (and stdout), then serves until Ctrl-C
-//! or SIGTERM. Used by `interop/run.py` and docker-compose.
+//! or SIGTERM. With `--idp` it also runs the fake identity provider (a GCP metadata server, an
+//! OIDC provider with the client-credentials grant, GitHub's job token endpoint) and writes a
+//! token file signed by it, for the other identity sources. Used by `interop/run.py` and
+//! docker-compose.
 //!
 //!     cargo run --features test-util --example dev_upstreams -- --help
 
@@ -11,6 +14,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sts_sidecar::testing::fake_idp::{
+    FakeIdp, GITHUB_REQUEST_TOKEN, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
+};
 use sts_sidecar::testing::fake_sts::FakeSts;
 use sts_sidecar::testing::fake_token_service::FakeTokenService;
 use sts_sidecar::testing::pki::{CfIds, KeyKind, TestPki};
@@ -24,6 +30,8 @@ const USAGE: &str = "usage: dev_upstreams [options]
   --server-name NAME           extra DNS name in the upstreams' server certificate (repeatable)
   --url-host HOST              host to put in TOKEN_SERVICE_URL (default: the listen address)
   --no-sts                     do not start the fake STS (use moto or real STS instead)
+  --idp                        also start the fake identity provider (GCP metadata, OIDC,
+                               GitHub) and write IDP_* settings and a token file it signed
   --pki-only                   write the Diego-shaped test PKI to --out-dir and exit:
                                diego-root-ca.pem, diego-intermediate-ca.pem, instance.crt
                                (leaf + intermediate), instance.key (PKCS#1), upstreams-ca.pem";
@@ -36,6 +44,7 @@ async fn main() -> Result<(), BoxError> {
     let mut names: Vec<String> = Vec::new();
     let mut with_sts = true;
     let mut pki_only = false;
+    let mut with_idp = false;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -48,6 +57,7 @@ async fn main() -> Result<(), BoxError> {
             "--server-name" => names.push(value()?),
             "--url-host" => url_host = Some(value()?),
             "--no-sts" => with_sts = false,
+            "--idp" => with_idp = true,
             "--pki-only" => pki_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -112,6 +122,38 @@ async fn main() -> Result<(), BoxError> {
     if let Some(sts) = &sts {
         settings.push_str(&format!("STS_ENDPOINT={}\n", sts.endpoint()));
     }
+    let idp = if with_idp {
+        let idp = FakeIdp::start().await?;
+        let dir = cert.parent().map(PathBuf::from).unwrap_or_default();
+        let token_file = dir.join("idp-token");
+        // With a trailing newline, as `echo` and many secret stores write it.
+        std::fs::write(
+            &token_file,
+            format!(
+                "{}\n",
+                idp.mint_token(
+                    "system:serviceaccount:demo:movie-app",
+                    Duration::from_secs(3600)
+                )
+            ),
+        )?;
+        let secret_file = dir.join("idp-client-secret");
+        std::fs::write(&secret_file, OIDC_CLIENT_SECRET)?;
+        settings.push_str(&format!(
+            "IDP_URL={}\nIDP_HOST={}\nIDP_TOKEN_URL={}\nIDP_TOKEN_FILE={}\n\
+             OIDC_CLIENT_ID={OIDC_CLIENT_ID}\nOIDC_CLIENT_SECRET_FILE={}\n\
+             GITHUB_REQUEST_URL={}\nGITHUB_REQUEST_TOKEN={GITHUB_REQUEST_TOKEN}\n",
+            idp.url(),
+            idp.host(),
+            idp.token_url(),
+            token_file.display(),
+            secret_file.display(),
+            idp.github_request_url(),
+        ));
+        Some(idp)
+    } else {
+        None
+    };
     print!("{settings}");
     if let Some(path) = env_file {
         let tmp = path.with_extension("tmp");
@@ -129,9 +171,10 @@ async fn main() -> Result<(), BoxError> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     eprintln!(
-        "dev_upstreams: {} token requests, {} fake STS requests",
+        "dev_upstreams: {} token requests, {} fake STS requests, {} identity provider requests",
         token_service.calls(),
-        sts.as_ref().map_or(0, FakeSts::calls)
+        sts.as_ref().map_or(0, FakeSts::calls),
+        idp.as_ref().map_or(0, |i| i.seen().len())
     );
     Ok(())
 }

@@ -181,7 +181,7 @@ class Stack:
         env_file = os.path.join(self.work, "upstreams.env")
         log("starting the dev token service (mTLS, Diego-shaped PKI)")
         self.procs.start("dev_upstreams", [os.path.join(BIN, "examples", "dev_upstreams"), "--no-sts",
-                                           "--env-file", env_file],
+                                           "--idp", "--env-file", env_file],
                          log_path=os.path.join(self.work, "dev_upstreams.log"))
         wait_until("moto", lambda: tcp_open(self.moto_port))
         wait_until("the dev token service", lambda: os.path.exists(env_file))
@@ -353,6 +353,83 @@ WAYS_IN = {
     "named-role": (["boto3", "awscli", "js-v3", "rust"], "env", REPORTS_ARN, False),
 }
 
+# Every identity source (issue 10): (sidecar flags, sidecar env, role name, session name,
+# clients, exec-wrapped). The fake identity provider (dev_upstreams --idp) plays the GCP
+# metadata server, the OIDC provider and GitHub's job token endpoint on loopback; moto plays STS.
+def source_cases(stack):
+    u = stack.upstreams
+    role = lambda name: f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    return {
+        "src-token-file": (["--token-file", u["IDP_TOKEN_FILE"], "--role-arn", role("k8s-app"),
+                            "--role-session-name", "pod-0"], {}, "k8s-app", "pod-0",
+                           ["boto3", "awscli"], False),
+        # No source flags at all: the variables the EKS pod identity webhook sets.
+        "src-irsa": ([], {"AWS_WEB_IDENTITY_TOKEN_FILE": u["IDP_TOKEN_FILE"],
+                          "AWS_ROLE_ARN": role("irsa-app"), "AWS_ROLE_SESSION_NAME": "irsa-pod"},
+                     "irsa-app", "irsa-pod", ["boto3", "js-v3"], False),
+        "src-gcp-metadata": (["--source", "gcp-metadata", "--role-arn", role("cloud-run-app"),
+                              "--role-session-name", "cloud-run"], {"GCE_METADATA_HOST": u["IDP_HOST"]},
+                             "cloud-run-app", "cloud-run", ["boto3"], False),
+        "src-oidc": (["--oidc-token-url", u["IDP_TOKEN_URL"], "--oidc-client-id", u["OIDC_CLIENT_ID"],
+                      "--oidc-client-secret-file", u["OIDC_CLIENT_SECRET_FILE"],
+                      "--role-arn", role("m2m-app"), "--role-session-name", "m2m"], {},
+                     "m2m-app", "m2m", ["boto3", "awscli"], False),
+        "src-oidc-issuer": (["--oidc-issuer", u["IDP_URL"], "--oidc-client-id", u["OIDC_CLIENT_ID"],
+                             "--role-arn", role("m2m-app"), "--role-session-name", "m2m"],
+                            {"STS_SIDECAR_OIDC_CLIENT_SECRET": open(u["OIDC_CLIENT_SECRET_FILE"]).read()},
+                            "m2m-app", "m2m", ["boto3"], False),
+        "src-github-actions": (["--source", "github-actions", "--role-arn", role("deploy"),
+                                "--role-session-name", "gha"],
+                               {"ACTIONS_ID_TOKEN_REQUEST_URL": u["GITHUB_REQUEST_URL"],
+                                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": u["GITHUB_REQUEST_TOKEN"]},
+                               "deploy", "gha", ["boto3", "awscli"], True),
+        "src-command": (["--token-command", f"cat {u['IDP_TOKEN_FILE']}", "--role-arn", role("cmd-app"),
+                         "--role-session-name", "cmd"], {}, "cmd-app", "cmd", ["boto3"], False),
+    }
+
+
+SOURCE_SCENARIOS = ["src-token-file", "src-irsa", "src-gcp-metadata", "src-oidc", "src-oidc-issuer",
+                    "src-github-actions", "src-command"]
+
+
+def run_sources(stack, procs, clients, scenarios, results):
+    cases = source_cases(stack)
+    for scenario in scenarios:
+        flags, extra_env, role_name, session, names, wrapped = cases[scenario]
+        want = {"arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{session}"}
+        sts_flags = ["--sts-region", "us-east-1", "--sts-endpoint", f"http://127.0.0.1:{stack.moto_port}"]
+        env = {"PATH": os.environ.get("PATH", ""), "STS_SIDECAR_LOG": "info", **extra_env}
+        names = [n for n in clients if n in names]
+        if wrapped:
+            # As a CI step would run it: sts-sidecar exec -- the client.
+            for name in names:
+                client_env = stack.client_env("exec")
+                for k in ["CF_INSTANCE_CERT", "CF_INSTANCE_KEY", "VCAP_APPLICATION"]:
+                    client_env.pop(k, None)
+                client_env.update(extra_env)
+                prefix = [os.path.join(BIN, "sts-sidecar"), "exec"] + flags + sts_flags + ["--"]
+                got, err, elapsed = CLIENTS[name]("identity", client_env, prefix)
+                ok = got == want
+                results.append((name, "exec", scenario, ok, elapsed, got["arn"] if ok else (err or f"got {got}, want {want}")))
+            continue
+        listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        cmd = [os.path.join(BIN, "sts-sidecar"), "serve", "--listen", listen, "--admin-listen", admin,
+               "--auth-token-file", stack.token_file] + flags + sts_flags
+        log_name = f"{scenario}.log"
+        proc = procs.start(scenario, cmd, env=env, log_path=os.path.join(stack.work, log_name))
+        try:
+            wait_until(f"sts-sidecar ({scenario}) /ready", lambda: http_ok(f"http://{admin}/ready"))
+        except SystemExit as e:
+            results.append(("-", "-", scenario, False, 0.0, f"{e}; see {log_name}"))
+            procs.stop(proc)
+            continue
+        for name in names:
+            got, err, elapsed = CLIENTS[name]("identity", stack.client_env("file", listen=listen))
+            ok = got == want
+            results.append((name, "file", scenario, ok, elapsed, got["arn"] if ok else (err or f"got {got}, want {want}")))
+        procs.stop(proc, signal.SIGTERM)
+
+
 NEGATIVE = {
     "wrong-token": r"403|InvalidAuthorization",
     "not-ready": r"503|CredentialsUnavailable|not available",
@@ -371,12 +448,12 @@ def suite(args):
     try:
         stack = Stack(procs, work).start()
         clients = args.client or list(CLIENTS)
-        scenarios = args.scenario or ["identity", "movies"] + list(WAYS_IN) + list(NEGATIVE)
+        scenarios = args.scenario or ["identity", "movies"] + list(WAYS_IN) + SOURCE_SCENARIOS + list(NEGATIVE)
         for name in clients:
             if name not in CLIENTS:
                 raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
         for scenario in scenarios:
-            if scenario not in ["identity", "movies", *WAYS_IN, *NEGATIVE]:
+            if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
         for name in clients:
@@ -397,6 +474,7 @@ def suite(args):
                 ok = got == {"arn": want_arn}
                 detail = got["arn"] if ok else (err or f"got {got}, want {want_arn}")
                 results.append((name, variant, scenario, ok, elapsed, detail))
+        run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
         negatives = [s for s in scenarios if s in NEGATIVE]
         if negatives:
             not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -482,7 +560,7 @@ def main():
     t.add_argument("--client", action="append", help=f"only this client ({', '.join(CLIENTS)}); repeatable")
     t.add_argument("--scenario", action="append",
                    help="only this scenario (identity, movies, imds, credential-process, exec, named-role, "
-                        "wrong-token, not-ready, stopped); repeatable")
+                        f"{', '.join(SOURCE_SCENARIOS)}, wrong-token, not-ready, stopped); repeatable")
     t.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
     s = sub.add_parser("stack", help="run the local stack")
     s.add_argument("--check", action="store_true", help="stop after the SDK call")
