@@ -6,7 +6,8 @@
 //! more than the cold-start grace. A failure never replaces or withdraws a good snapshot: it is
 //! served until only the [`FLOOR`] of its lifetime is left.
 //!
-//! Timing (design.md, "Refreshing"): refresh when the remaining lifetime falls to
+//! Timing (the SDKs' own refresh windows, which this must stay clear of, are in
+//! docs/sdk-contract.md §3.4): refresh when the remaining lifetime falls to
 //! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter; on failure
 //! retry with full-jitter exponential backoff, slowly for errors that need a human.
 

@@ -178,6 +178,62 @@ fn reads_the_file_named_by_sts_sidecar_config() {
 }
 
 #[test]
+fn the_reference_config_s_source_examples_parse_when_uncommented() {
+    let env: HashMap<String, String> = [
+        ("CF_INSTANCE_CERT", "/c"),
+        ("CF_INSTANCE_KEY", "/k"),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "0123456789abcdef"),
+        (
+            "VCAP_APPLICATION",
+            r#"{"application_name":"a","organization_name":"o","space_name":"s"}"#,
+        ),
+        ("CF_INSTANCE_INDEX", "0"),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://pipelines.example.com/t?api-version=2.0",
+        ),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let path = format!("{}/config/sts-sidecar.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("config file");
+    let start = text.find("# ---- source examples\n").expect("start marker");
+    let end = text
+        .find("# ---- end of source examples")
+        .expect("end marker");
+    let examples: String = text[start..end]
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.strip_prefix("# ")
+                .or_else(|| l.strip_prefix("#"))
+                .unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let uncommented = format!("{}{examples}\n{}", &text[..start], &text[end..]);
+    let config = Config::parse(
+        Some((&uncommented, "sts-sidecar.toml")),
+        &Overrides::default(),
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = config.sources.iter().map(|s| s.settings.kind()).collect();
+    for kind in [
+        "token-service",
+        "file",
+        "gcp-metadata",
+        "oidc",
+        "github-actions",
+        "command",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+}
+
+#[test]
 fn the_shipped_config_files_parse() {
     let env: HashMap<String, String> = [
         ("CF_INSTANCE_CERT", "/c"),

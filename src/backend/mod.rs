@@ -41,7 +41,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// The container-credentials JSON every SDK accepts (sdk-contract.md §3.1): exactly these
+    /// The container-credentials JSON every SDK accepts (docs/sdk-contract.md §3.1): exactly these
     /// fields, `Expiration` as `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn container_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
@@ -66,7 +66,7 @@ impl Credentials {
 }
 
 impl Credentials {
-    /// The IMDS credentials JSON (sdk-contract.md §4 step 3): `Code` = `Success`, `LastUpdated`,
+    /// The IMDS credentials JSON (docs/sdk-contract.md §4 step 3): `Code` = `Success`, `LastUpdated`,
     /// `Type` = `AWS-HMAC`, the keys, `Expiration` and `AccountId`.
     pub fn imds_json(&self, last_updated: i64) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
@@ -93,7 +93,7 @@ impl Credentials {
         })
     }
 
-    /// The `credential_process` Version 1 JSON (sdk-contract.md §5): number `Version`,
+    /// The `credential_process` Version 1 JSON (docs/sdk-contract.md §5): number `Version`,
     /// `SessionToken` (not `Token`).
     pub fn process_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
