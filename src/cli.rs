@@ -139,6 +139,11 @@ pub struct CheckArgs {
     /// Poll a running sidecar's /ready (at --admin-listen) for up to SECS seconds instead
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    /// The role's trust policy (JSON, as `aws iam get-role --query
+    /// Role.AssumeRolePolicyDocument` prints it): say which statement and condition the token
+    /// fails
+    #[arg(long, value_name = "FILE")]
+    pub trust_policy: Option<std::path::PathBuf>,
 }
 
 /// The flags every subcommand shares: the config file, the identity source, the roles, STS.

@@ -690,3 +690,110 @@ async fn a_jwt_is_reused_until_shortly_before_its_exp() {
         "invalidate forces a fetch"
     );
 }
+
+// ---- check, the trust-policy doctor
+
+fn check_command(world: &World, args: &[&str], env: &[(&str, String)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sts-sidecar"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN)
+        .arg("check")
+        .args([
+            "--role-arn",
+            ROLE_ARN,
+            "--sts-endpoint",
+            &world.sts.endpoint(),
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn run(cmd: std::process::Command) -> (Option<i32>, String) {
+    let mut cmd = cmd;
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+        .await
+        .expect("join");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn check_names_the_trust_policy_condition_a_github_token_fails() {
+    let world = World::new().await;
+    let env = [
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            world.idp.github_request_url(),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            GITHUB_REQUEST_TOKEN.to_owned(),
+        ),
+    ];
+    let policy = world.path("trust.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+          "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+          "Action":"sts:AssumeRoleWithWebIdentity",
+          "Condition":{"StringEquals":{"token.actions.githubusercontent.com:aud":"sts.amazonaws.com"},
+                       "StringLike":{"token.actions.githubusercontent.com:sub":"repo:octo-org/other-app:*"}}}]}"#,
+    )
+    .expect("policy");
+    world.sts.push_reply(StsReply::access_denied());
+    let policy_arg = policy.display().to_string();
+    let (code, text) = run(check_command(
+        &world,
+        &["--source", "github-actions", "--trust-policy", &policy_arg],
+        &env,
+    ))
+    .await;
+    assert_eq!(code, Some(1), "{text}");
+    let sub = format!("repo:{GITHUB_REPOSITORY}:ref:refs/heads/main");
+    for needle in [
+        format!("repository  {GITHUB_REPOSITORY}"),
+        "Principal   {\"Federated\": \"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com\"}".to_owned(),
+        format!("Condition   \"token.actions.githubusercontent.com:sub\": \"{sub}\""),
+        "refuses this token: statement 0: condition StringLike token.actions.githubusercontent.com:sub [\"repo:octo-org/other-app:*\"] does not match".to_owned(),
+        "trust policy does not allow this token".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    for token in world.idp.issued() {
+        assert!(!text.contains(&token), "check printed a token");
+    }
+    assert!(!text.contains(GITHUB_REQUEST_TOKEN));
+}
+
+#[tokio::test]
+async fn check_explains_googles_condition_keys() {
+    let world = World::new().await;
+    let (code, text) = run(check_command(
+        &world,
+        &["--source", "gcp-metadata"],
+        &[("GCE_METADATA_HOST", world.idp.host())],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    for needle in [
+        "Principal   {\"Federated\": \"accounts.google.com\"}".to_owned(),
+        format!("Condition   \"accounts.google.com:aud\": \"{GCP_ACCOUNT_ID}\""),
+        "Condition   \"accounts.google.com:oaud\": \"sts.amazonaws.com\"".to_owned(),
+        "accounts.google.com:aud matches the token's azp".to_owned(),
+        "email       app@project.iam.gserviceaccount.com".to_owned(),
+        "check passed".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+}

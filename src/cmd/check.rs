@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
+use super::trust::Trust;
 use super::{ExitError, build, pick_role};
 use crate::backend::{self, ErrorClass};
 use crate::cli::CheckArgs;
@@ -31,6 +32,15 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
     let selected = match &args.role {
         Some(alias) => vec![pick_role(&config, Some(alias))?.alias.clone()],
         None => config.roles.iter().map(|r| r.alias.clone()).collect(),
+    };
+    let policy = match &args.trust_policy {
+        None => None,
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            ExitError::config(anyhow!(
+                "--trust-policy: cannot read {}: {e}",
+                path.display()
+            ))
+        })?),
     };
     let mut out = Report::default();
     print_config(&mut out, &config);
@@ -55,6 +65,12 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             .iter()
             .find(|(n, _)| *n == role.source)
             .and_then(|(_, c)| c.as_ref());
+        let verdict = match (&policy, claims) {
+            (Some(policy), Some(claims)) => {
+                Some(super::trust::evaluate(policy, claims, &role.account_id))
+            }
+            _ => None,
+        };
         match backend.fetch().await {
             Ok(creds) => out.line(format!(
                 "  ok    {} → {} (expires {})",
@@ -65,11 +81,47 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             Err(e) => {
                 failed = true;
                 out.line(format!("  FAIL  {} ({}): {e}", role.alias, role.arn));
-                out.line(format!(
-                    "  fix:  {}",
-                    sts_hint(&e, claims, &role.arn, &role.account_id)
-                ));
+                let denied =
+                    matches!(&e, backend::Error::Sts { code, .. } if code == "AccessDenied");
+                let failing = verdict
+                    .as_ref()
+                    .and_then(|v| v.as_ref().ok())
+                    .filter(|v| denied && !v.allowed)
+                    .and_then(|v| v.lines.iter().find(|l| l.contains("condition")));
+                match failing {
+                    Some(line) => out.line(format!(
+                        "  fix:  the trust policy of {} refuses this token: {line}",
+                        role.arn
+                    )),
+                    None => out.line(format!(
+                        "  fix:  {}",
+                        sts_hint(&e, claims, &role.arn, &role.account_id)
+                    )),
+                }
             }
+        }
+        match verdict {
+            Some(Ok(v)) => {
+                out.line(format!(
+                    "        trust policy {}:",
+                    if v.allowed {
+                        "allows this token"
+                    } else {
+                        "does not allow this token"
+                    }
+                ));
+                for line in &v.lines {
+                    out.line(format!("          {line}"));
+                }
+            }
+            Some(Err(why)) => {
+                failed = true;
+                out.line(format!("  FAIL  --trust-policy {why}"));
+            }
+            None if policy.is_some() => out.line(
+                "        trust policy not evaluated: the source gave no JWT to read claims from",
+            ),
+            None => {}
         }
     }
     out.line(format!(
@@ -349,92 +401,6 @@ async fn check_source(
         }
     }
     (ok, claims)
-}
-
-/// What a role's trust policy must say for a token with these claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trust {
-    /// The federated principal: an IAM OIDC provider ARN, or `accounts.google.com`.
-    pub principal: String,
-    /// Condition keys and the token's values for them.
-    pub conditions: Vec<(String, String)>,
-    /// Anything a user gets wrong about this provider.
-    pub notes: Vec<String>,
-}
-
-impl Trust {
-    /// The principal and condition keys for a token with `claims`, for roles in `account`.
-    pub fn for_claims(claims: &Claims, account: &str) -> Trust {
-        let iss = claims.iss.as_deref().unwrap_or("");
-        let provider = iss.trim_start_matches("https://").trim_end_matches('/');
-        let sub = claims
-            .sub
-            .clone()
-            .unwrap_or_else(|| "(no sub claim)".to_owned());
-        let aud = claims.aud.first().cloned();
-        if provider == "accounts.google.com" {
-            let azp = claims.extra("azp").map(str::to_owned);
-            let mut conditions = vec![(
-                "accounts.google.com:aud".to_owned(),
-                azp.clone()
-                    .or_else(|| aud.clone())
-                    .unwrap_or_else(|| "(none)".to_owned()),
-            )];
-            if let Some(aud) = &aud {
-                conditions.push(("accounts.google.com:oaud".to_owned(), aud.clone()));
-            }
-            conditions.push(("accounts.google.com:sub".to_owned(), sub));
-            return Trust {
-                principal: "accounts.google.com".to_owned(),
-                conditions,
-                notes: vec![
-                    "Google is built into IAM: no OIDC provider to create".to_owned(),
-                    "for Google, accounts.google.com:aud matches the token's azp (the service \
-                     account's unique id) when it has one, and accounts.google.com:oaud matches \
-                     its aud (the audience you asked for)"
-                        .to_owned(),
-                ],
-            };
-        }
-        let mut notes = Vec::new();
-        let aud_value = match &aud {
-            Some(a) => a.clone(),
-            None => {
-                let instead = claims
-                    .extra("client_id")
-                    .map(|c| {
-                        format!(" (it has client_id = {c} instead, as Cognito access tokens do)")
-                    })
-                    .unwrap_or_default();
-                notes.push(format!(
-                    "the token has no aud claim{instead}: STS refuses tokens without one"
-                ));
-                "(none)".to_owned()
-            }
-        };
-        if provider == "token.actions.githubusercontent.com" {
-            let repo = claims.extra("repository").unwrap_or("OWNER/REPO");
-            notes.push(format!(
-                "sub names the repository and the ref or environment; StringLike \
-                 \"repo:{repo}:*\" allows every branch"
-            ));
-        }
-        if claims.aud.len() > 1 {
-            notes.push(format!(
-                "the token has {} audiences; STS matches one of them against the provider's \
-                 client IDs",
-                claims.aud.len()
-            ));
-        }
-        Trust {
-            principal: format!("arn:aws:iam::{account}:oidc-provider/{provider}"),
-            conditions: vec![
-                (format!("{provider}:aud"), aud_value),
-                (format!("{provider}:sub"), sub),
-            ],
-            notes,
-        }
-    }
 }
 
 fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str, account: &str) -> String {

@@ -5,6 +5,7 @@ pub mod check;
 pub mod credential_process;
 pub mod exec;
 pub mod serve;
+pub mod trust;
 
 use std::sync::Arc;
 
