@@ -490,6 +490,17 @@ impl Checker<'_> {
         }
     }
 
+    /// The `timeout_secs` key of the source at `at`: 1 to `max` seconds, `default` if missing.
+    pub(crate) fn timeout(
+        &mut self,
+        at: &str,
+        value: Option<&file::Uint>,
+        default: u64,
+        max: u64,
+    ) -> Duration {
+        Duration::from_secs(self.uint(&format!("{at}.timeout_secs"), value, default, 1, max))
+    }
+
     /// A boolean (`false` when missing or wrong).
     pub(crate) fn switch(&mut self, key: &str, value: Option<&file::Switch>) -> bool {
         match value {
@@ -573,6 +584,13 @@ impl Checker<'_> {
         }
         None
     }
+}
+
+/// `value` unless it is missing or blank, else `default`.
+pub(crate) fn or_default(value: Option<String>, default: &str) -> String {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`).

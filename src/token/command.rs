@@ -81,19 +81,12 @@ impl std::fmt::Debug for Settings {
 
 /// Checks the source at `at` (`source.NAME`).
 pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.uint(
-        &format!("{at}.timeout_secs"),
-        spec.timeout_secs.as_ref(),
-        DEFAULT_TIMEOUT_SECS,
-        1,
-        300,
-    );
+    let timeout = c.timeout(at, spec.timeout_secs.as_ref(), DEFAULT_TIMEOUT_SECS, 300);
     let key = format!("{at}.command");
     match spec.command {
-        Some(Argv(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => Some(Settings {
-            argv,
-            timeout: Duration::from_secs(timeout),
-        }),
+        Some(Argv(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
+            Some(Settings { argv, timeout })
+        }
         Some(_) => {
             c.problem(
                 &key,

@@ -47,17 +47,13 @@ pub struct Settings {
 
 /// Checks the source at `at` (`source.NAME`).
 pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.uint(
-        &format!("{at}.timeout_secs"),
+    let timeout = c.timeout(
+        at,
         spec.timeout_secs.as_ref(),
         DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        1,
         120,
     );
-    let audience = spec
-        .audience
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+    let audience = crate::config::or_default(spec.audience, DEFAULT_AUDIENCE);
     let account_key = format!("{at}.service_account");
     let service_account = spec
         .service_account
@@ -107,7 +103,7 @@ pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Sett
         url: url.to_string(),
         audience,
         service_account,
-        timeout: Duration::from_secs(timeout),
+        timeout,
     })
 }
 

@@ -51,17 +51,13 @@ pub struct Settings {
 
 /// Checks the source at `at` (`source.NAME`): the job's variables must be there.
 pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.uint(
-        &format!("{at}.timeout_secs"),
+    let timeout = c.timeout(
+        at,
         spec.timeout_secs.as_ref(),
         DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        1,
         120,
     );
-    let audience = spec
-        .audience
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+    let audience = crate::config::or_default(spec.audience, DEFAULT_AUDIENCE);
     let missing = |var: &str| {
         format!(
             "{var} is not set: GitHub sets it only in jobs with `permissions: id-token: write` \
@@ -97,7 +93,7 @@ pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Sett
         url: parsed.to_string(),
         token: RequestToken::new(token.trim()),
         audience,
-        timeout: Duration::from_secs(timeout),
+        timeout,
     })
 }
 

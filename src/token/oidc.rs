@@ -94,11 +94,10 @@ pub struct Settings {
 
 /// Checks the source at `at` (`source.NAME`).
 pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.uint(
-        &format!("{at}.timeout_secs"),
+    let timeout = c.timeout(
+        at,
         spec.timeout_secs.as_ref(),
         DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        1,
         120,
     );
     let what = "the OIDC token endpoint";
@@ -183,7 +182,7 @@ pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Sett
         scope: spec.scope.filter(|s| !s.trim().is_empty()),
         audience: spec.audience.filter(|s| !s.trim().is_empty()),
         auth: auth?,
-        timeout: Duration::from_secs(timeout),
+        timeout,
     })
 }
 

@@ -40,11 +40,10 @@ pub(crate) fn settings(
     spec: Spec,
     identity: Option<IdentityFiles>,
 ) -> Option<Settings> {
-    let timeout = c.uint(
-        &format!("{at}.timeout_secs"),
+    let timeout = c.timeout(
+        at,
         spec.timeout_secs.as_ref(),
         DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        1,
         120,
     );
     let ca_file = c.path(&format!("{at}.ca_file"), spec.ca_file.as_ref());
@@ -63,7 +62,7 @@ pub(crate) fn settings(
     Some(Settings {
         url: url?,
         ca_file,
-        timeout: Duration::from_secs(timeout),
+        timeout,
         identity: identity?,
     })
 }
