@@ -49,6 +49,54 @@ fn help_teaches_the_flags_and_exits_zero() {
 }
 
 #[test]
+fn help_reads_as_a_new_user_needs_it() {
+    // See: issue #10 (summaries broke mid-sentence; exec showed fixed ports it never uses;
+    // credential-process listed flags that do nothing there).
+    let help = |args: &[&str]| {
+        let out = command().args(args).output().expect("run");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    for line in [
+        "  serve               Fetch credentials for the configured roles, keep them fresh, and serve them\n",
+        "  exec                Run a command with credentials from a private server on ephemeral ports\n",
+        "  credential-process  Print credentials as credential_process JSON, for ~/.aws/config\n",
+        "  check               Diagnose the setup and print the trust policy each role needs\n",
+    ] {
+        assert!(top.contains(line), "{line:?} not one line in\n{top}");
+    }
+    let exec = help(&["exec", "--help"]);
+    assert!(!exec.contains("61679") && !exec.contains("61680"), "{exec}");
+    assert!(
+        exec.contains("[default: 127.0.0.1:0, an ephemeral port]"),
+        "{exec}"
+    );
+    assert!(
+        !exec.contains("--auth-token-file"),
+        "exec always generates its token"
+    );
+    let process = help(&["credential-process", "--help"]);
+    for flag in ["--listen", "--admin-listen", "--imds", "--auth-token-file"] {
+        assert!(
+            !process.contains(flag),
+            "{flag} in credential-process --help"
+        );
+    }
+    for flag in ["--role-arn", "--token-file", "--oidc-token-url", "--source"] {
+        assert!(
+            process.contains(flag),
+            "{flag} missing from credential-process --help"
+        );
+    }
+    let check = help(&["check", "--help"]);
+    assert!(
+        check.contains("--trust-policy") && check.contains("--wait"),
+        "{check}"
+    );
+}
+
+#[test]
 fn configuration_errors_exit_64_listing_every_problem() {
     let out = command()
         .args(["serve", "--duration", "60"])

@@ -477,3 +477,75 @@ async fn check_into_a_closed_pipe_ends_quietly() {
     assert!(matches!(status.code(), Some(0 | 1)), "{status:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[tokio::test]
+async fn credential_process_fails_in_one_line_naming_what_is_missing() {
+    // See: issue #10 (it asked the sidecar without a token and reported the 403; with no
+    // settings it printed several lines and exited 64, while its help promises one line and 1).
+    let out = output({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:9/v1/credentials",
+            )
+            .arg("credential-process");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "neither AWS_CONTAINER_AUTHORIZATION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+
+    let out = output({
+        let mut c = Command::new(BIN);
+        c.env_clear().arg("credential-process");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("invalid configuration") && err.contains("no role ARN"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn check_names_the_sts_endpoint_aws_config_will_use() {
+    // See: issue #10 (check printed "(AWS default)" while AWS_ENDPOINT_URL_STS was in use).
+    let stack = Stack::start().await;
+    stack.wait_ready().await;
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CF_INSTANCE_CERT", stack.pki.cert_path())
+        .env("CF_INSTANCE_KEY", stack.pki.key_path())
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN)
+        .env("AWS_ENDPOINT_URL_STS", stack.sts.endpoint())
+        .arg("check")
+        .args(["--token-service-url", &stack.token_service.url()])
+        .args([
+            "--token-service-ca",
+            &stack.pki.server_ca_path().display().to_string(),
+        ])
+        .args(["--role-arn", ROLE_ARN]);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "sts endpoint      {} (from AWS_ENDPOINT_URL_STS)",
+            stack.sts.endpoint()
+        )),
+        "{text}"
+    );
+}
