@@ -697,11 +697,13 @@ fn segments(path: &str) -> Vec<Segment<'_>> {
         if let Some(i) = rest.find('[') {
             out.push(Segment::Key(&rest[..i]));
             rest = &rest[i..];
-            while let Some(end) = rest.find(']') {
-                if let Ok(n) = rest[1..end].parse() {
+            // `[N]` indexes; anything else (a key that itself holds brackets) ends the part.
+            while let Some(inner) = rest.strip_prefix('[') {
+                let Some(end) = inner.find(']') else { break };
+                if let Ok(n) = inner[..end].parse() {
                     out.push(Segment::Index(n));
                 }
-                rest = &rest[end + 1..];
+                rest = &inner[end + 1..];
             }
         } else {
             out.push(Segment::Key(rest));
@@ -831,6 +833,30 @@ pub fn sanitize_session_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_paths_with_brackets_in_names_do_not_panic() {
+        for path in [
+            "a[0]]",
+            "a[]",
+            "a[x]",
+            "source.a]b",
+            "[",
+            "]",
+            "a[0][1].b",
+            "a.[0",
+        ] {
+            let _ = segments(path);
+        }
+        let mut v = toml::Value::Table(toml::Table::new());
+        assert!(!remove(&mut v, "x[1]]"));
+        let config = Config::parse(
+            Some(("[source.\"x[1]]\"]\ntype = \"file\"\npat = 1\n", "t.toml")),
+            &Overrides::default(),
+            &HashMap::new(),
+        );
+        assert!(config.is_err());
+    }
 
     #[test]
     fn parses_role_arns() {
