@@ -406,6 +406,30 @@ async fn oidc_client_credentials_with_basic_auth_or_in_the_body() {
 }
 
 #[tokio::test]
+async fn oidc_prefers_the_id_token_when_the_answer_has_one() {
+    let mut world = World::new().await;
+    world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET);
+    let config = world.config(&format!(
+        "[source.idp]\ntype = \"oidc\"\ntoken_url = \"{}\"\nclient_id = \"{OIDC_CLIENT_ID}\"\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n",
+        world.idp.token_url()
+    ));
+    world.idp.push_reply(Endpoint::OAuth, IdpReply::WithIdToken);
+    let (token, claims) = world.token_source(&config).token().await.expect("token");
+    let claims = claims.expect("jwt");
+    assert_eq!(
+        claims.aud,
+        vec!["sts.amazonaws.com"],
+        "the ID token, not the access token"
+    );
+    assert_eq!(claims.extra("azp"), Some(OIDC_CLIENT_ID));
+    assert_eq!(
+        world.idp.issued().last().map(String::as_str),
+        Some(token.expose())
+    );
+}
+
+#[tokio::test]
 async fn oidc_failures_surface_with_their_description() {
     let mut world = World::new().await;
     world.set_env("STS_SIDECAR_OIDC_CLIENT_SECRET", "wrong-secret");

@@ -72,6 +72,8 @@ pub enum IdpReply {
     OAuthError(String, String),
     /// An access token without `aud` (it carries `client_id`, as Cognito's do).
     NoAudience,
+    /// An ID token (with `aud`) beside an access token without one.
+    WithIdToken,
 }
 
 /// One request the fake saw.
@@ -380,7 +382,7 @@ impl State {
             "iat": crate::clock::now_unix(),
             "exp": self.exp(),
         });
-        if next != IdpReply::NoAudience {
+        if next != IdpReply::NoAudience && next != IdpReply::WithIdToken {
             claims["aud"] = serde_json::Value::String(
                 seen.form
                     .get("audience")
@@ -389,12 +391,19 @@ impl State {
             );
         }
         let token = self.mint(claims);
-        reply(
-            200,
-            "application/json",
-            serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
-                .to_string(),
-        )
+        let mut answer =
+            serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+        if next == IdpReply::WithIdToken {
+            answer["id_token"] = serde_json::Value::String(self.mint(serde_json::json!({
+                "iss": base,
+                "sub": OIDC_CLIENT_ID,
+                "aud": "sts.amazonaws.com",
+                "azp": OIDC_CLIENT_ID,
+                "iat": crate::clock::now_unix(),
+                "exp": self.exp(),
+            })));
+        }
+        reply(200, "application/json", answer.to_string())
     }
 
     fn github(&self, seen: &Seen, next: IdpReply) -> Response<Full<Bytes>> {
