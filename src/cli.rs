@@ -194,6 +194,17 @@ pub struct CommonArgs {
     /// the config file for arguments with spaces) [source: command]
     #[arg(long, value_name = "COMMAND")]
     pub token_command: Option<String>,
+    /// IAM Roles Anywhere trust anchor: with --profile-arn, the role's credentials come from
+    /// CreateSession signed with --cert-file/--key-file, no identity token needed
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: Option<String>,
+    /// IAM Roles Anywhere profile (same region as the trust anchor)
+    #[arg(long, value_name = "ARN")]
+    pub profile_arn: Option<String>,
+    /// Roles Anywhere endpoint URL [default: $AWS_ENDPOINT_URL_ROLESANYWHERE, else the trust
+    /// anchor's regional endpoint]
+    #[arg(long, value_name = "URL")]
+    pub rolesanywhere_endpoint: Option<String>,
     /// Instance identity certificate chain [default: $CF_INSTANCE_CERT]
     #[arg(long, value_name = "FILE")]
     pub cert_file: Option<String>,
@@ -237,6 +248,9 @@ impl CommonArgs {
             ("oidc-scope", &self.oidc_scope),
             ("audience", &self.audience),
             ("token-command", &self.token_command),
+            ("trust-anchor-arn", &self.trust_anchor_arn),
+            ("profile-arn", &self.profile_arn),
+            ("rolesanywhere-endpoint", &self.rolesanywhere_endpoint),
             ("cert-file", &self.cert_file),
             ("key-file", &self.key_file),
             ("role-arn", &self.role_arn),

@@ -53,6 +53,17 @@ pub struct LeafInfo {
     pub not_after: i64,
     /// The number of certificates in the file (leaf plus intermediates).
     pub chain_len: usize,
+    /// The serial number in decimal (Diego serials are 128-bit).
+    pub serial: String,
+    /// The issuer in RFC 4514 form.
+    pub issuer: String,
+    /// Every attribute of the subject, in order, as (short name, value): `("CN", "...")`.
+    pub subject_attributes: Vec<(String, String)>,
+    /// Every attribute of the issuer, in order.
+    pub issuer_attributes: Vec<(String, String)>,
+    /// The subject alternative names as (kind, value): `("DNS", ...)`, `("IP", ...)`,
+    /// `("URI", ...)`, `("EMAIL", ...)`.
+    pub san: Vec<(String, String)>,
 }
 
 /// Why the identity could not be read.
@@ -191,6 +202,18 @@ impl Error {
 }
 
 impl IdentityPair {
+    /// The certificates of the file, leaf first, DER.
+    pub fn chain_der(&self) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(&self.cert_pem)
+            .filter_map(Result::ok)
+            .collect()
+    }
+
+    /// The private key, DER (PKCS#1, PKCS#8 or SEC1). The caller must not log it.
+    pub fn key_der(&self) -> Option<PrivateKeyDer<'static>> {
+        PrivateKeyDer::from_pem_slice(&self.key_pem).ok()
+    }
+
     /// The certificate chain followed by the key, as one PEM buffer for an mTLS client identity.
     /// The caller must not log it.
     pub fn identity_pem(&self) -> Vec<u8> {
@@ -272,16 +295,65 @@ fn parse_pair(
 
 /// Parses the facts we report about a leaf certificate.
 pub fn leaf_info(der: &[u8], chain_len: usize) -> Result<LeafInfo, String> {
+    use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     let subject = cert.subject();
     let organizational_units = subject
         .iter_organizational_unit()
         .filter_map(|ou| ou.as_str().ok().map(str::to_owned))
         .collect();
+    let attributes = |name: &x509_parser::x509::X509Name<'_>| -> Vec<(String, String)> {
+        name.iter_attributes()
+            .filter_map(|a| {
+                let short = x509_parser::objects::oid2abbrev(
+                    a.attr_type(),
+                    x509_parser::objects::oid_registry(),
+                )
+                .map(str::to_owned)
+                .unwrap_or_else(|_| a.attr_type().to_id_string());
+                Some((short, a.as_str().ok()?.to_owned()))
+            })
+            .collect()
+    };
+    let san = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(("DNS".to_owned(), (*d).to_owned())),
+                    GeneralName::URI(u) => Some(("URI".to_owned(), (*u).to_owned())),
+                    GeneralName::RFC822Name(e) => Some(("EMAIL".to_owned(), (*e).to_owned())),
+                    GeneralName::IPAddress(ip) => ip_text(ip).map(|ip| ("IP".to_owned(), ip)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(LeafInfo {
         subject: subject.to_string(),
         organizational_units,
         not_after: cert.validity().not_after.timestamp(),
         chain_len,
+        serial: cert.serial.to_str_radix(10),
+        issuer: cert.issuer().to_string(),
+        subject_attributes: attributes(subject),
+        issuer_attributes: attributes(cert.issuer()),
+        san,
     })
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
+    }
 }

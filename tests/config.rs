@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sts_sidecar::config::{AuthSource, Config, Overrides, SourceSettings, flag_names};
+use sts_sidecar::config::{AuthSource, Config, Overrides, RoleBackend, SourceSettings, flag_names};
 
 #[derive(serde::Deserialize)]
 struct Cases {
@@ -41,7 +41,7 @@ fn overrides(flags: &HashMap<String, String>) -> Overrides {
 }
 
 fn token_service(config: &Config) -> &sts_sidecar::token::token_service::Settings {
-    let name = &config.roles[0].source;
+    let name = config.roles[0].source().expect("a web-identity role");
     match config.source(name).map(|s| &s.settings) {
         Some(SourceSettings::TokenService(s)) => s,
         other => panic!("the default role's source is not a token service: {other:?}"),
@@ -64,15 +64,18 @@ fn field(config: &Config, name: &str) -> String {
         "region" => config.sts.region.clone(),
         "endpoint" => config.sts.endpoint.clone().unwrap_or_default(),
         "token_service_url" => token_service(config).url.clone(),
-        "cert_file" => token_service(config)
-            .identity
-            .cert_path
-            .display()
-            .to_string(),
+        "cert_file" => match &role.backend {
+            RoleBackend::RolesAnywhere(ra) => ra.identity.cert_path.display().to_string(),
+            RoleBackend::WebIdentity { .. } => token_service(config)
+                .identity
+                .cert_path
+                .display()
+                .to_string(),
+        },
         "cert_origin" => token_service(config).identity.cert_origin.clone(),
-        "source" => role.source.clone(),
+        "source" => role.source().unwrap_or("").to_owned(),
         "source_kind" => config
-            .source(&role.source)
+            .source(role.source().unwrap_or(""))
             .map(|s| s.settings.kind().to_owned())
             .unwrap_or_default(),
         "sources" => config
@@ -84,15 +87,30 @@ fn field(config: &Config, name: &str) -> String {
         "role_sources" => config
             .roles
             .iter()
-            .map(|r| r.source.clone())
+            .map(|r| r.source().unwrap_or("(roles-anywhere)").to_owned())
             .collect::<Vec<_>>()
             .join(","),
         "warnings" => config.warnings.join(" | "),
-        "gcp_url" => match config.source(&role.source).map(|s| &s.settings) {
+        "backend" => role.kind().replace("sts", "web-identity"),
+        "ra_endpoint" | "ra_region" | "ra_session" => match &role.backend {
+            RoleBackend::RolesAnywhere(ra) => match name {
+                "ra_endpoint" => ra.endpoint.clone(),
+                "ra_region" => ra.region.clone(),
+                _ => ra.session_name.clone().unwrap_or_default(),
+            },
+            RoleBackend::WebIdentity { .. } => String::new(),
+        },
+        "gcp_url" => match config
+            .source(role.source().unwrap_or(""))
+            .map(|s| &s.settings)
+        {
             Some(SourceSettings::GcpMetadata(s)) => s.url.clone(),
             _ => String::new(),
         },
-        "command" => match config.source(&role.source).map(|s| &s.settings) {
+        "command" => match config
+            .source(role.source().unwrap_or(""))
+            .map(|s| &s.settings)
+        {
             Some(SourceSettings::Command(s)) => s.argv.join("|"),
             _ => String::new(),
         },

@@ -127,9 +127,9 @@ impl World {
 
     /// The default role's token source, freshly built (own cache).
     fn token_source(&self, config: &Config) -> TokenSource {
-        let name = &config.roles[0].source;
+        let name = config.roles[0].source().expect("a web-identity role");
         TokenSource::new(
-            name.clone(),
+            name,
             Source::from_settings(&config.source(name).expect("source").settings).expect("build"),
             Arc::new(Metrics::new()),
         )

@@ -31,13 +31,13 @@ pub fn example(name: &str) -> std::path::PathBuf {
 /// cache, own metrics).
 pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
     use sts_sidecar::token::{Source, TokenSource};
-    let name = &config.roles[0].source;
+    let name = config.roles[0].source().expect("a web-identity role");
     let settings = &config
         .source(name)
         .expect("the default role's source")
         .settings;
     TokenSource::new(
-        name.clone(),
+        name,
         Source::from_settings(settings).expect("source"),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     )

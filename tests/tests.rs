@@ -26,6 +26,8 @@ mod serve;
 mod refresh;
 // Every identity source end to end against its fake, and the token cache's rules.
 mod sources;
+// IAM Roles Anywhere roles against a fake that verifies signatures and chains.
+mod roles_anywhere;
 // Instance identity rotation, including a key replaced before its certificate.
 mod rotation;
 // Seven simulated days of random faults.

@@ -4,10 +4,13 @@
 //! exactly one upstream call (no retries: the refresher in `cache.rs` owns retry policy, so one
 //! refresh is one STS call). Errors carry an [`ErrorClass`] that tells the refresher what to do.
 
+pub mod roles_anywhere;
 pub mod sts;
+pub mod x509_sign;
 
 use serde::Serialize;
 
+pub use roles_anywhere::RolesAnywhere;
 pub use sts::Sts;
 
 use crate::token;
@@ -122,6 +125,8 @@ impl Credentials {
 pub enum Backend {
     /// STS `AssumeRoleWithWebIdentity` with an identity token.
     Sts(Sts),
+    /// IAM Roles Anywhere `CreateSession` signed with the certificate's key.
+    RolesAnywhere(Box<RolesAnywhere>),
 }
 
 impl Backend {
@@ -129,6 +134,7 @@ impl Backend {
     pub async fn fetch(&self) -> Result<Credentials, Error> {
         match self {
             Backend::Sts(sts) => sts.fetch().await,
+            Backend::RolesAnywhere(ra) => ra.fetch().await,
         }
     }
 
@@ -136,6 +142,8 @@ impl Backend {
     pub async fn invalidate_token(&self) {
         match self {
             Backend::Sts(sts) => sts.token_source().invalidate().await,
+            // No identity token: the certificate is read afresh at every refresh.
+            Backend::RolesAnywhere(_) => {}
         }
     }
 
@@ -143,6 +151,7 @@ impl Backend {
     pub fn role_arn(&self) -> &str {
         match self {
             Backend::Sts(sts) => sts.role_arn(),
+            Backend::RolesAnywhere(ra) => ra.role_arn(),
         }
     }
 
@@ -153,6 +162,7 @@ impl Backend {
                 sts.token_source().name(),
                 sts.token_source().source().kind(),
             ),
+            Backend::RolesAnywhere(_) => ("roles-anywhere", "roles-anywhere"),
         }
     }
 
@@ -160,6 +170,7 @@ impl Backend {
     pub fn source(&self) -> String {
         match self {
             Backend::Sts(sts) => sts.token_source().describe(),
+            Backend::RolesAnywhere(ra) => ra.describe(),
         }
     }
 }
@@ -225,6 +236,21 @@ pub enum Error {
     /// No identity token.
     #[error(transparent)]
     Token(#[from] token::Error),
+    /// The certificate or key could not be read (Roles Anywhere).
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
+    /// Roles Anywhere `CreateSession` failed.
+    #[error("rolesanywhere CreateSession for {role_arn} failed: {detail}")]
+    RolesAnywhere {
+        /// The role.
+        role_arn: String,
+        /// The error type, e.g. `AccessDeniedException`, when the service named one.
+        code: Option<String>,
+        /// What went wrong.
+        detail: String,
+        /// What to do about it.
+        class: ErrorClass,
+    },
     /// STS answered with an error code.
     #[error("sts AssumeRoleWithWebIdentity for {role_arn} failed: {code}: {message}")]
     Sts {
@@ -253,8 +279,10 @@ impl Error {
     /// What the caller should do about this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Token(_) => ErrorClass::Identity,
-            Error::Sts { class, .. } | Error::Transport { class, .. } => *class,
+            Error::Token(_) | Error::Identity(_) => ErrorClass::Identity,
+            Error::Sts { class, .. }
+            | Error::Transport { class, .. }
+            | Error::RolesAnywhere { class, .. } => *class,
         }
     }
 }

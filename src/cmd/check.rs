@@ -63,7 +63,7 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
     {
         let claims = claims_by_source
             .iter()
-            .find(|(n, _)| *n == role.source)
+            .find(|(n, _)| Some(n.as_str()) == role.source())
             .and_then(|(_, c)| c.as_ref());
         let verdict = match (&policy, claims) {
             (Some(policy), Some(claims)) => {
@@ -194,12 +194,26 @@ fn print_config(out: &mut Report, config: &Config) {
     }
     for role in &config.roles {
         out.line(format!(
-            "  role              {}: {} session {} for {}s, source {}",
+            "  role              {}: {} for {}s, {}",
             role.alias,
             role.arn,
-            role.session_name,
             role.duration.as_secs(),
-            role.source
+            match &role.backend {
+                crate::config::RoleBackend::WebIdentity { source } => {
+                    format!("session {}, source {source}", role.session_name)
+                }
+                crate::config::RoleBackend::RolesAnywhere(ra) => format!(
+                    "Roles Anywhere at {} (from {}), trust anchor {}, profile {}{}",
+                    ra.endpoint,
+                    ra.endpoint_origin,
+                    ra.trust_anchor_arn,
+                    ra.profile_arn,
+                    ra.session_name
+                        .as_ref()
+                        .map(|n| format!(", session {n}"))
+                        .unwrap_or_default()
+                ),
+            }
         ));
     }
     for warning in &config.warnings {
@@ -384,7 +398,7 @@ async fn check_source(
         let account = config
             .roles
             .iter()
-            .find(|r| r.source == source.name())
+            .find(|r| r.source() == Some(source.name()))
             .map_or("<account>", |r| r.account_id.as_str());
         let trust = Trust::for_claims(claims, account);
         out.line("  trust policy of every role using this source:");
@@ -409,6 +423,10 @@ fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str, account
         .unwrap_or("<token issuer>");
     match e {
         backend::Error::Token(inner) => inner.hint(),
+        backend::Error::Identity(inner) => inner.hint(),
+        backend::Error::RolesAnywhere { code, detail, .. } => {
+            crate::backend::roles_anywhere::hint(code.as_deref(), detail, role_arn)
+        }
         backend::Error::Sts { code, message, .. } => match code.as_str() {
             "AccessDenied" => match claims {
                 Some(claims) => {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::backend::{Backend, Sts, sts};
-use crate::config::{Config, RoleConfig};
+use crate::backend::{Backend, RolesAnywhere, Sts, sts};
+use crate::config::{Config, RoleBackend, RoleConfig};
 use crate::metrics::Metrics;
 use crate::token::{Source, TokenSource};
 
@@ -39,7 +39,11 @@ impl Built {
 pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Built> {
     let mut sources: Vec<Arc<TokenSource>> = Vec::new();
     for sc in &config.sources {
-        if !config.roles.iter().any(|r| r.source == sc.name) {
+        if !config
+            .roles
+            .iter()
+            .any(|r| r.source() == Some(sc.name.as_str()))
+        {
             continue;
         }
         let source =
@@ -53,20 +57,36 @@ pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Bu
     let client = sts::client(&config.sts).await;
     let mut roles = Vec::new();
     for role in &config.roles {
-        let token = sources
-            .iter()
-            .find(|s| s.name() == role.source)
-            .cloned()
-            .with_context(|| format!("internal: role {} names no built source", role.alias))?;
-        let backend = Backend::Sts(Sts::new(
-            client.clone(),
-            token,
-            role.arn.clone(),
-            role.account_id.clone(),
-            role.session_name.clone(),
-            role.duration,
-            metrics.clone(),
-        ));
+        let backend = match &role.backend {
+            RoleBackend::WebIdentity { source } => {
+                let token = sources
+                    .iter()
+                    .find(|s| s.name() == source)
+                    .cloned()
+                    .with_context(|| {
+                        format!("internal: role {} names no built source", role.alias)
+                    })?;
+                Backend::Sts(Sts::new(
+                    client.clone(),
+                    token,
+                    role.arn.clone(),
+                    role.account_id.clone(),
+                    role.session_name.clone(),
+                    role.duration,
+                    metrics.clone(),
+                ))
+            }
+            RoleBackend::RolesAnywhere(settings) => Backend::RolesAnywhere(Box::new(
+                RolesAnywhere::new(
+                    settings,
+                    &role.arn,
+                    &role.account_id,
+                    role.duration,
+                    metrics.clone(),
+                )
+                .map_err(|why| anyhow::anyhow!("role {}: {why}", role.alias))?,
+            )),
+        };
         roles.push((role.clone(), backend));
     }
     Ok(Built { sources, roles })

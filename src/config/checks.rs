@@ -10,10 +10,12 @@ use super::{
     AuthSource, Checker, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ALIAS, DEFAULT_COLD_START_WAIT_MS,
     DEFAULT_DRAIN_SECS, DEFAULT_DURATION_SECS, DEFAULT_LISTEN, DEFAULT_REGION,
     DEFAULT_SESSION_NAME, DEFAULT_SESSION_NAME_CF, DEFAULT_UPSTREAM_TIMEOUT_SECS, ENV_AUTH_TOKEN,
-    ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL, ENV_AWS_ENDPOINT_URL_STS, ENV_AWS_REGION,
-    ENV_CF_INSTANCE_CERT, ENV_CF_INSTANCE_KEY, ENV_VCAP_APPLICATION, Overrides, RoleConfig,
-    SourceConfig, SourceSettings, parse_role_arn, sanitize_session_name,
+    ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL, ENV_AWS_ENDPOINT_URL_ROLESANYWHERE,
+    ENV_AWS_ENDPOINT_URL_STS, ENV_AWS_REGION, ENV_CF_INSTANCE_CERT, ENV_CF_INSTANCE_KEY,
+    ENV_VCAP_APPLICATION, Overrides, RoleBackend, RoleConfig, SourceConfig, SourceSettings,
+    parse_role_arn, sanitize_session_name,
 };
+use crate::backend::roles_anywhere::Settings as RoleSettingsRa;
 use crate::backend::sts::StsSettings;
 use crate::identity::IdentityFiles;
 use crate::server::{AuthToken, Limits};
@@ -86,10 +88,15 @@ pub(super) fn build(
     }
     let auth = auth(c, server.auth_token_file.as_ref(), flags);
 
-    let identity = data.identity.unwrap_or_default();
-    let sources = sources(c, data.token_service, data.source, &identity);
+    let identity_spec = data.identity.unwrap_or_default();
+    let mut identity = LazyIdentity {
+        spec: &identity_spec,
+        files: None,
+    };
+    let sources = sources(c, data.token_service, data.source, &mut identity);
     let (sts, sts_endpoint_env) = sts(c, data.sts.unwrap_or_default());
-    let roles = roles(c, data.role, &sources);
+    let ra = ra_globals(c, data.rolesanywhere.unwrap_or_default());
+    let roles = roles(c, data.role, &sources, &ra, &mut identity);
 
     Some(Config {
         listen,
@@ -234,11 +241,74 @@ fn required_path(
     }
 }
 
+/// The certificate and key, checked once, when the first source or role needs them.
+struct LazyIdentity<'s> {
+    spec: &'s file::Identity,
+    files: Option<Option<IdentityFiles>>,
+}
+
+impl LazyIdentity<'_> {
+    fn get(&mut self, c: &mut Checker<'_>) -> Option<IdentityFiles> {
+        if self.files.is_none() {
+            self.files = Some(identity(c, self.spec));
+        }
+        self.files.clone().flatten()
+    }
+}
+
+/// `[rolesanywhere]`, checked: shared by every Roles Anywhere role.
+struct RaGlobals {
+    /// An explicit endpoint and where it came from.
+    endpoint: Option<(String, String)>,
+    fips: bool,
+    dual_stack: bool,
+    timeout: Duration,
+}
+
+fn ra_globals(c: &mut Checker<'_>, spec: file::RolesAnywhere) -> RaGlobals {
+    let timeout = c.timeout(
+        "rolesanywhere",
+        spec.timeout_secs.as_ref(),
+        DEFAULT_UPSTREAM_TIMEOUT_SECS,
+        120,
+    );
+    let fips = c.switch("rolesanywhere.fips", spec.fips.as_ref());
+    let dual_stack = c.switch("rolesanywhere.dual_stack", spec.dual_stack.as_ref());
+    let what = "the Roles Anywhere endpoint";
+    let endpoint = match spec.endpoint.filter(|e| !e.trim().is_empty()) {
+        Some(e) => c
+            .secret_url("rolesanywhere.endpoint", &e, what)
+            .map(|u| (u.trim_end_matches('/').to_owned(), c.origin("rolesanywhere.endpoint"))),
+        None => c.env(ENV_AWS_ENDPOINT_URL_ROLESANYWHERE).and_then(|e| {
+            let key = ENV_AWS_ENDPOINT_URL_ROLESANYWHERE;
+            let ok = reqwest::Url::parse(e.trim()).is_ok_and(|u| {
+                u.scheme() == "https"
+                    || (u.scheme() == "http" && super::is_loopback_host(&u))
+            });
+            if ok {
+                Some((e.trim().trim_end_matches('/').to_owned(), key.to_owned()))
+            } else {
+                c.problem_at(
+                    key.to_owned(),
+                    format!("must be an https:// URL (plain http:// only on a loopback address), got {e:?}"),
+                );
+                None
+            }
+        }),
+    };
+    RaGlobals {
+        endpoint,
+        fips,
+        dual_stack,
+        timeout,
+    }
+}
+
 fn sources(
     c: &mut Checker<'_>,
     legacy: Option<token::token_service::Spec>,
     named: std::collections::BTreeMap<String, SourceSpec>,
-    identity_spec: &file::Identity,
+    identity: &mut LazyIdentity<'_>,
 ) -> Vec<SourceConfig> {
     let mut specs: Vec<(String, String, SourceSpec)> = Vec::new();
     if let Some(spec) = legacy {
@@ -271,14 +341,11 @@ fn sources(
         }
         specs.push((name, at, spec));
     }
-    let mut identity: Option<Option<IdentityFiles>> = None;
     let mut out = Vec::new();
     for (name, at, spec) in specs {
         let settings = match spec {
             SourceSpec::TokenService(spec) => {
-                let files = identity
-                    .get_or_insert_with(|| self::identity(c, identity_spec))
-                    .clone();
+                let files = identity.get(c);
                 token::token_service::settings(c, &at, spec, files)
                     .map(SourceSettings::TokenService)
             }
@@ -341,7 +408,13 @@ fn sts(c: &mut Checker<'_>, spec: file::Sts) -> (StsSettings, Option<String>) {
     )
 }
 
-fn roles(c: &mut Checker<'_>, specs: Vec<file::Role>, sources: &[SourceConfig]) -> Vec<RoleConfig> {
+fn roles(
+    c: &mut Checker<'_>,
+    specs: Vec<file::Role>,
+    sources: &[SourceConfig],
+    ra: &RaGlobals,
+    identity: &mut LazyIdentity<'_>,
+) -> Vec<RoleConfig> {
     let mut specs = specs;
     if specs.is_empty() {
         specs.push(file::Role::default());
@@ -389,7 +462,38 @@ fn roles(c: &mut Checker<'_>, specs: Vec<file::Role>, sources: &[SourceConfig]) 
             900,
             43_200,
         );
-        let source = role_source(c, &path, spec.source, sources);
+        let ra_arns = match (spec.trust_anchor_arn, spec.profile_arn) {
+            (None, None) => None,
+            (Some(t), Some(p)) => Some(Some((t, p))),
+            (Some(_), None) => {
+                c.problem(
+                    &format!("{path}.profile_arn"),
+                    "not set: a Roles Anywhere role needs --profile-arn with --trust-anchor-arn",
+                );
+                Some(None)
+            }
+            (None, Some(_)) => {
+                c.problem(
+                    &format!("{path}.trust_anchor_arn"),
+                    "not set: a Roles Anywhere role needs --trust-anchor-arn with --profile-arn",
+                );
+                Some(None)
+            }
+        };
+        let explicit_session = spec.session_name.is_some();
+        let backend_source = match &ra_arns {
+            None => Some(role_source(c, &path, spec.source.clone(), sources)),
+            Some(_) => {
+                if spec.source.is_some() {
+                    c.problem(
+                        &format!("{path}.source"),
+                        "a Roles Anywhere role signs with the certificate and uses no identity \
+                         source: remove source, or trust_anchor_arn and profile_arn",
+                    );
+                }
+                None
+            }
+        };
         let arn_key = format!("{path}.arn");
         let Some(arn) = spec.arn else {
             c.problem(
@@ -423,8 +527,23 @@ fn roles(c: &mut Checker<'_>, specs: Vec<file::Role>, sources: &[SourceConfig]) 
         let Some(session_name) = c.template(&session_key, &session) else {
             continue;
         };
-        let Some(source) = source else {
-            continue;
+        let backend = match (ra_arns, backend_source) {
+            (None, Some(Some(source))) => RoleBackend::WebIdentity { source },
+            (Some(Some((anchor, profile))), None) => {
+                let Some(settings) = ra_role(
+                    c,
+                    &path,
+                    &anchor,
+                    &profile,
+                    explicit_session.then(|| sanitize_session_name(&session_name)),
+                    ra,
+                    identity,
+                ) else {
+                    continue;
+                };
+                RoleBackend::RolesAnywhere(Box::new(settings))
+            }
+            _ => continue,
         };
         roles.push(RoleConfig {
             alias,
@@ -432,10 +551,70 @@ fn roles(c: &mut Checker<'_>, specs: Vec<file::Role>, sources: &[SourceConfig]) 
             account_id,
             session_name: sanitize_session_name(&session_name),
             duration: Duration::from_secs(duration_secs),
-            source,
+            backend,
         });
     }
     roles
+}
+
+/// Checks a Roles Anywhere role's ARNs and builds its settings.
+fn ra_role(
+    c: &mut Checker<'_>,
+    path: &str,
+    anchor: &str,
+    profile: &str,
+    session_name: Option<String>,
+    ra: &RaGlobals,
+    identity: &mut LazyIdentity<'_>,
+) -> Option<RoleSettingsRa> {
+    use crate::backend::roles_anywhere::{default_endpoint, parse_arn};
+    let anchor_key = format!("{path}.trust_anchor_arn");
+    let profile_key = format!("{path}.profile_arn");
+    let shape = |kind: &str| {
+        format!(
+            "is not a Roles Anywhere {kind} ARN (arn:aws:rolesanywhere:<region>:<account>:{kind}/<id>)"
+        )
+    };
+    let anchor_parts = parse_arn(anchor.trim(), "trust-anchor");
+    if anchor_parts.is_none() {
+        c.problem(
+            &anchor_key,
+            format!("{}: {anchor:?}", shape("trust-anchor")),
+        );
+    }
+    let profile_parts = parse_arn(profile.trim(), "profile");
+    if profile_parts.is_none() {
+        c.problem(&profile_key, format!("{}: {profile:?}", shape("profile")));
+    }
+    let ((anchor_region, _), (profile_region, _)) = (anchor_parts?, profile_parts?);
+    if anchor_region != profile_region {
+        c.problem(
+            &profile_key,
+            format!(
+                "is in {profile_region} but the trust anchor ({}) is in {anchor_region}: \
+                 Roles Anywhere needs both in the same region",
+                c.origin(&anchor_key)
+            ),
+        );
+        return None;
+    }
+    let files = identity.get(c)?;
+    let (endpoint, endpoint_origin) = ra.endpoint.clone().unwrap_or_else(|| {
+        (
+            default_endpoint(anchor_region, ra.fips, ra.dual_stack),
+            "the trust anchor's region".to_owned(),
+        )
+    });
+    Some(RoleSettingsRa {
+        trust_anchor_arn: anchor.trim().to_owned(),
+        profile_arn: profile.trim().to_owned(),
+        region: anchor_region.to_owned(),
+        endpoint,
+        endpoint_origin,
+        session_name,
+        timeout: ra.timeout,
+        identity: files,
+    })
 }
 
 /// The source a role names, or the only one there is.

@@ -23,6 +23,8 @@ pub(crate) struct File {
     pub(crate) token_service: Option<token::token_service::Spec>,
     /// `[sts]`
     pub(crate) sts: Option<Sts>,
+    /// `[rolesanywhere]`
+    pub(crate) rolesanywhere: Option<RolesAnywhere>,
     /// `[source.NAME]`
     #[serde(default)]
     pub(crate) source: BTreeMap<String, SourceSpec>,
@@ -64,6 +66,16 @@ pub(crate) struct Sts {
     pub(crate) timeout_secs: Option<Uint>,
 }
 
+/// `[rolesanywhere]`: where and how `CreateSession` is called, for every Roles Anywhere role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RolesAnywhere {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) fips: Option<Switch>,
+    pub(crate) dual_stack: Option<Switch>,
+    pub(crate) timeout_secs: Option<Uint>,
+}
+
 /// `[[role]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +86,10 @@ pub(crate) struct Role {
     pub(crate) duration_secs: Option<Uint>,
     /// The name of a `[source.NAME]`; may be left out when there is only one.
     pub(crate) source: Option<String>,
+    /// With `profile_arn`: a Roles Anywhere role.
+    pub(crate) trust_anchor_arn: Option<String>,
+    /// With `trust_anchor_arn`: a Roles Anywhere role.
+    pub(crate) profile_arn: Option<String>,
 }
 
 /// `[source.NAME]`: one identity source, its kind chosen by `type`.

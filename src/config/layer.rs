@@ -97,6 +97,23 @@ const SETTINGS: &[Setting] = &[
     key("sts-region", true, "sts", "region"),
     key("sts-endpoint", true, "sts", "endpoint"),
     key("sts-timeout-secs", false, "sts", "timeout_secs"),
+    key("rolesanywhere-endpoint", true, "rolesanywhere", "endpoint"),
+    key(
+        "rolesanywhere-timeout-secs",
+        false,
+        "rolesanywhere",
+        "timeout_secs",
+    ),
+    Setting {
+        name: "trust-anchor-arn",
+        flag: true,
+        target: Target::Role("trust_anchor_arn"),
+    },
+    Setting {
+        name: "profile-arn",
+        flag: true,
+        target: Target::Role("profile_arn"),
+    },
     Setting {
         name: "role-arn",
         flag: true,
@@ -285,6 +302,17 @@ fn layer_source(root: &mut toml::Table, given: &[Given], env: &dyn Env, out: &mu
             Some(_) => {}
             None => picked = Some((kind, g.origin.as_str())),
         }
+    }
+
+    // A Roles Anywhere first role needs no source: make none up for it.
+    let roles_anywhere = root
+        .get("role")
+        .and_then(|r| r.as_array())
+        .and_then(|r| r.first())
+        .and_then(|r| r.as_table())
+        .is_some_and(|r| r.contains_key("trust_anchor_arn") || r.contains_key("profile_arn"));
+    if roles_anywhere && picked.is_none() && file_sources(root).is_empty() {
+        return;
     }
 
     // The first role's source in the file: the one it names, or the only one there is.

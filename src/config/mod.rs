@@ -67,6 +67,8 @@ pub const ENV_AUTH_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 pub const ENV_AWS_REGION: &str = "AWS_REGION";
 /// The AWS region (older name).
 pub const ENV_AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// The Roles Anywhere endpoint when none is configured here (the AWS convention).
+pub const ENV_AWS_ENDPOINT_URL_ROLESANYWHERE: &str = "AWS_ENDPOINT_URL_ROLESANYWHERE";
 /// The STS endpoint aws-config uses when none is configured here.
 pub const ENV_AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
 /// The endpoint for every AWS service aws-config uses when none is configured here.
@@ -170,8 +172,38 @@ pub struct RoleConfig {
     pub session_name: String,
     /// The session duration.
     pub duration: Duration,
-    /// The name of the identity source the role's token comes from.
-    pub source: String,
+    /// How its credentials are obtained.
+    pub backend: RoleBackend,
+}
+
+/// How a role's credentials are obtained (one arm per backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleBackend {
+    /// STS `AssumeRoleWithWebIdentity` with a token from the source of this name.
+    WebIdentity {
+        /// The source's name.
+        source: String,
+    },
+    /// IAM Roles Anywhere `CreateSession` with the certificate.
+    RolesAnywhere(Box<crate::backend::roles_anywhere::Settings>),
+}
+
+impl RoleConfig {
+    /// The identity source the role's token comes from (web-identity roles).
+    pub fn source(&self) -> Option<&str> {
+        match &self.backend {
+            RoleBackend::WebIdentity { source } => Some(source),
+            RoleBackend::RolesAnywhere(_) => None,
+        }
+    }
+
+    /// The backend's kind, for logs: `sts` or `roles-anywhere`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            RoleBackend::WebIdentity { .. } => "sts",
+            RoleBackend::RolesAnywhere(_) => "roles-anywhere",
+        }
+    }
 }
 
 /// One named identity source.

@@ -3,6 +3,7 @@
 //! fail on purpose, and counts the calls it saw.
 
 pub mod fake_idp;
+pub mod fake_roles_anywhere;
 pub mod fake_sts;
 pub mod fake_token_service;
 pub mod jwt;

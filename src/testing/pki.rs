@@ -65,6 +65,10 @@ pub enum KeyKind {
     RsaPkcs8,
     /// ECDSA P-256, PKCS#8 PEM.
     EcPkcs8,
+    /// ECDSA P-256, SEC1 PEM (`EC PRIVATE KEY`).
+    EcSec1,
+    /// ECDSA P-384, PKCS#8 PEM.
+    EcP384Pkcs8,
 }
 
 /// One instance identity: the certificate file and key file contents.
@@ -229,6 +233,22 @@ impl TestPki {
             }
             KeyKind::EcPkcs8 => {
                 let key = KeyPair::generate()?;
+                (key.serialize_pem(), key.subject_public_key_info())
+            }
+            KeyKind::EcSec1 => {
+                let key = KeyPair::generate()?;
+                let pkcs8 = key.serialize_der();
+                let info = pkcs8::PrivateKeyInfo::try_from(pkcs8.as_slice())?;
+                let pem = pkcs8::der::pem::encode_string(
+                    "EC PRIVATE KEY",
+                    LineEnding::LF,
+                    info.private_key,
+                )
+                .map_err(|e| e.to_string())?;
+                (pem, key.subject_public_key_info())
+            }
+            KeyKind::EcP384Pkcs8 => {
+                let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
                 (key.serialize_pem(), key.subject_public_key_info())
             }
         };
