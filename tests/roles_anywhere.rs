@@ -385,3 +385,46 @@ async fn served_through_a_rotation_and_an_outage_beside_a_web_identity_role() {
     assert_eq!(seen.last().expect("seen").serial, new_serial);
     sidecar.shutdown().await;
 }
+
+#[tokio::test]
+async fn check_shows_what_roles_anywhere_will_see_and_assumes_the_role() {
+    let world = World::new(KeyKind::RsaPkcs1).await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sts-sidecar"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&world.env)
+        .args(["check", "--role-arn", ROLE])
+        .args(["--trust-anchor-arn", ANCHOR, "--profile-arn", PROFILE])
+        .args(["--rolesanywhere-endpoint", &world.ra.endpoint()])
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+        .await
+        .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = &world.pki.ids;
+    for needle in [
+        format!("aws:PrincipalTag/x509Subject/CN = {}", ids.instance),
+        format!("aws:PrincipalTag/x509Subject/OU = app:{}", ids.app),
+        "aws:PrincipalTag/x509Issuer/CN = ".to_owned(),
+        format!("aws:PrincipalTag/x509SAN/DNS = {}", ids.instance),
+        "how Roles Anywhere turns several values of one attribute into tags is not documented"
+            .to_owned(),
+        format!("source identity {} (the subject CN)", ids.instance),
+        format!("\"aws:SourceArn\": \"{ANCHOR}\""),
+        "{\"Service\": \"rolesanywhere.amazonaws.com\"}".to_owned(),
+        format!(
+            "default → arn:aws:sts::123456789012:assumed-role/cf-ra-app/{}",
+            ids.instance
+        ),
+        "check passed".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(!text.contains("PRIVATE KEY"));
+}

@@ -54,6 +54,11 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
         failed |= !ok;
         claims_by_source.push((source.name().to_owned(), claims));
     }
+    for role in config.roles.iter().filter(|r| selected.contains(&r.alias)) {
+        if let crate::config::RoleBackend::RolesAnywhere(ra) = &role.backend {
+            failed |= !check_roles_anywhere(&mut out, &role.alias, &role.arn, ra).await;
+        }
+    }
 
     out.line("\nroles");
     for (role, backend) in built
@@ -311,6 +316,110 @@ fn check_auth(out: &mut Report, config: &Config) -> bool {
             true
         }
     }
+}
+
+/// What Roles Anywhere will see of the certificate: principal tags, source identity, and the
+/// trust policy the role needs. Returns whether the certificate and key could be read.
+async fn check_roles_anywhere(
+    out: &mut Report,
+    alias: &str,
+    role_arn: &str,
+    ra: &crate::backend::roles_anywhere::Settings,
+) -> bool {
+    out.line(format!("\nroles anywhere {alias} ({role_arn})"));
+    let pair = match ra.identity.read_pair().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            out.line(format!("  FAIL  {e}"));
+            out.line(format!("  fix:  {}", e.hint()));
+            return false;
+        }
+    };
+    let leaf = &pair.leaf;
+    let key = pair
+        .key_der()
+        .and_then(|k| crate::backend::x509_sign::SigningKey::from_der(&k).ok());
+    out.line(format!(
+        "  ok    certificate {} ({} in chain: the leaf in X-Amz-X509, {} more in X-Amz-X509-Chain)",
+        ra.identity.cert_path.display(),
+        leaf.chain_len,
+        leaf.chain_len.saturating_sub(1)
+    ));
+    out.line(format!(
+        "        serial      {} (decimal, as the Credential sends it)",
+        leaf.serial
+    ));
+    out.line(format!("        subject     {}", leaf.subject));
+    out.line(format!("        issuer      {}", leaf.issuer));
+    out.line(format!(
+        "        expires     {}",
+        format_rfc3339(leaf.not_after)
+    ));
+    match &key {
+        Some(k) => out.line(format!(
+            "        key         {} ({})",
+            k.describe(),
+            k.algorithm()
+        )),
+        None => {
+            out.line("  FAIL  the private key cannot sign (RSA, EC P-256 or P-384 needed)");
+            return false;
+        }
+    }
+    out.line("  principal tags Roles Anywhere sets from the certificate:");
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (name, _) in &leaf.subject_attributes {
+        *counts.entry(name.as_str()).or_default() += 1;
+    }
+    for (name, value) in &leaf.subject_attributes {
+        out.line(format!(
+            "        aws:PrincipalTag/x509Subject/{name} = {value}"
+        ));
+    }
+    for (name, value) in &leaf.issuer_attributes {
+        out.line(format!(
+            "        aws:PrincipalTag/x509Issuer/{name} = {value}"
+        ));
+    }
+    for (kind, value) in leaf.san.iter().filter(|(k, _)| k == "DNS" || k == "URI") {
+        out.line(format!("        aws:PrincipalTag/x509SAN/{kind} = {value}"));
+    }
+    if let Some((name, n)) = counts.iter().find(|(_, n)| **n > 1) {
+        out.line(format!(
+            "        note        the subject has {n} {name} values (Diego puts org, space and \
+             app in one multi-valued RDN); how Roles Anywhere turns several values of one \
+             attribute into tags is not documented, so the lines above show one per value and \
+             conditions on {name} are unverified: prefer CN or test them"
+        ));
+    }
+    let cn = leaf
+        .subject_attributes
+        .iter()
+        .find(|(n, _)| n == "CN")
+        .map_or("(no CN)", |(_, v)| v.as_str());
+    out.line(format!("        source identity {cn} (the subject CN)"));
+    out.line("  trust policy of the role:");
+    out.line("        Principal   {\"Service\": \"rolesanywhere.amazonaws.com\"}");
+    out.line("        Action      sts:AssumeRole, sts:TagSession, sts:SetSourceIdentity");
+    out.line(format!(
+        "        Condition   \"ArnEquals\": {{\"aws:SourceArn\": \"{}\"}}",
+        ra.trust_anchor_arn
+    ));
+    let app_ou = leaf
+        .organizational_units
+        .iter()
+        .find(|ou| ou.starts_with("app:"));
+    match app_ou {
+        // Diego: the instance GUID changes with every instance; the app guid does not.
+        Some(ou) => out.line(format!(
+            "        Condition   \"StringLike\": {{\"aws:PrincipalTag/x509Subject/OU\": \"*{ou}*\"}}  \
+             (unverified: see the note on several OU values)"
+        )),
+        None => out.line(format!(
+            "        Condition   \"StringEquals\": {{\"aws:PrincipalTag/x509Subject/CN\": \"{cn}\"}}"
+        )),
+    }
+    true
 }
 
 /// Reads the identity (when the source presents one) and fetches one token; prints the claims
