@@ -17,6 +17,7 @@ use std::time::Duration;
 use sts_sidecar::testing::fake_idp::{
     FakeIdp, GITHUB_REQUEST_TOKEN, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
 };
+use sts_sidecar::testing::fake_roles_anywhere::FakeRolesAnywhere;
 use sts_sidecar::testing::fake_sts::FakeSts;
 use sts_sidecar::testing::fake_token_service::FakeTokenService;
 use sts_sidecar::testing::pki::{CfIds, KeyKind, TestPki};
@@ -32,6 +33,8 @@ const USAGE: &str = "usage: dev_upstreams [options]
   --no-sts                     do not start the fake STS (use moto or real STS instead)
   --idp                        also start the fake identity provider (GCP metadata, OIDC,
                                GitHub) and write IDP_* settings and a token file it signed
+  --roles-anywhere REGION      also start a fake IAM Roles Anywhere for REGION (plain HTTP and
+                               TLS), trusting the Diego root; writes RA_* settings
   --pki-only                   write the Diego-shaped test PKI to --out-dir and exit:
                                diego-root-ca.pem, diego-intermediate-ca.pem, instance.crt
                                (leaf + intermediate), instance.key (PKCS#1), upstreams-ca.pem";
@@ -45,6 +48,7 @@ async fn main() -> Result<(), BoxError> {
     let mut with_sts = true;
     let mut pki_only = false;
     let mut with_idp = false;
+    let mut ra_region: Option<String> = None;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -58,6 +62,7 @@ async fn main() -> Result<(), BoxError> {
             "--url-host" => url_host = Some(value()?),
             "--no-sts" => with_sts = false,
             "--idp" => with_idp = true,
+            "--roles-anywhere" => ra_region = Some(value()?),
             "--pki-only" => pki_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -154,6 +159,25 @@ async fn main() -> Result<(), BoxError> {
     } else {
         None
     };
+    let ra = match &ra_region {
+        Some(region) => {
+            let plain = FakeRolesAnywhere::start(region, pki.root_pem()).await?;
+            let tls = FakeRolesAnywhere::start_on(
+                "127.0.0.1:0".parse()?,
+                region,
+                pki.root_pem(),
+                Some(pki.mtls_server_config()?),
+            )
+            .await?;
+            settings.push_str(&format!(
+                "RA_ENDPOINT={}\nRA_TLS_ENDPOINT={}\nRA_REGION={region}\n",
+                plain.endpoint(),
+                tls.endpoint()
+            ));
+            Some((plain, tls))
+        }
+        None => None,
+    };
     print!("{settings}");
     if let Some(path) = env_file {
         let tmp = path.with_extension("tmp");
@@ -171,10 +195,17 @@ async fn main() -> Result<(), BoxError> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     eprintln!(
-        "dev_upstreams: {} token requests, {} fake STS requests, {} identity provider requests",
+        "dev_upstreams: {} token requests, {} fake STS requests, {} identity provider requests, \
+         {} Roles Anywhere requests",
         token_service.calls(),
         sts.as_ref().map_or(0, FakeSts::calls),
-        idp.as_ref().map_or(0, |i| i.seen().len())
+        idp.as_ref().map_or(0, |i| i.seen().len()),
+        ra.as_ref().map_or(0, |(p, t)| p.calls() + t.calls())
     );
+    if let Some((plain, tls)) = &ra {
+        for why in plain.refused().iter().chain(tls.refused().iter()) {
+            eprintln!("dev_upstreams: Roles Anywhere refused a request: {why}");
+        }
+    }
     Ok(())
 }

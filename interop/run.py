@@ -181,7 +181,8 @@ class Stack:
         env_file = os.path.join(self.work, "upstreams.env")
         log("starting the dev token service (mTLS, Diego-shaped PKI)")
         self.procs.start("dev_upstreams", [os.path.join(BIN, "examples", "dev_upstreams"), "--no-sts",
-                                           "--idp", "--env-file", env_file],
+                                           "--idp", "--roles-anywhere", "us-east-1",
+                                           "--env-file", env_file],
                          log_path=os.path.join(self.work, "dev_upstreams.log"))
         wait_until("moto", lambda: tcp_open(self.moto_port))
         wait_until("the dev token service", lambda: os.path.exists(env_file))
@@ -388,6 +389,79 @@ def source_cases(stack):
     }
 
 
+RA_ROLE = f"arn:aws:iam::{ACCOUNT}:role/cf-ra-app"
+RA_FLAGS = ["--trust-anchor-arn", f"arn:aws:rolesanywhere:us-east-1:{ACCOUNT}:trust-anchor/0a1b2c3d-1111",
+            "--profile-arn", f"arn:aws:rolesanywhere:us-east-1:{ACCOUNT}:profile/4e5f6a7b-2222",
+            "--role-arn", RA_ROLE]
+# A Roles Anywhere role (the default) beside a web-identity role from the token service.
+RA_MIXED_CONFIG = """
+[[role]]
+trust_anchor_arn = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/0a1b2c3d-1111"
+profile_arn = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/4e5f6a7b-2222"
+arn = "arn:aws:iam::123456789012:role/cf-ra-app"
+
+[[role]]
+alias = "web"
+arn = "arn:aws:iam::123456789012:role/cf-{org}-{space}"
+session_name = "{app}-{instance_index}"
+source = "token-service"
+"""
+RA_SCENARIOS = ["ra-movies", "ra-beside-web-identity", "ra-crosscheck"]
+
+
+def run_roles_anywhere(stack, procs, clients, scenarios, results):
+    u = stack.upstreams
+    for scenario in scenarios:
+        if scenario == "ra-crosscheck":
+            # The fake verified our signer; an independent signer must pass it too.
+            endpoint = u["RA_TLS_ENDPOINT"].removeprefix("https://")
+            cmd = [os.path.join(VENV, "bin", "python"), os.path.join(ROOT, "interop", "ra_crosscheck.py"),
+                   endpoint, u["TOKEN_SERVICE_CA"], u["CF_INSTANCE_CERT"], u["CF_INSTANCE_KEY"], "us-east-1"]
+            out, err, elapsed = run_client_cmd(cmd, {"PATH": os.environ.get("PATH", ""), "HOME": stack.work})
+            got = json.loads(out) if out else {}
+            ok = got.get("access_key_id", "").startswith("ASIAFAKERA")
+            results.append(("pyra", "signer", scenario, ok, elapsed,
+                             f"{got.get('signer')}: fake accepted, {got.get('access_key_id')}" if ok else err or str(got)))
+            continue
+        listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        cmd = [os.path.join(BIN, "sts-sidecar"), "serve", "--listen", listen, "--admin-listen", admin,
+               "--auth-token-file", stack.token_file, "--rolesanywhere-endpoint", u["RA_ENDPOINT"],
+               "--sts-region", "us-east-1", "--sts-endpoint", f"http://127.0.0.1:{stack.moto_port}"]
+        if scenario == "ra-movies":
+            cmd += RA_FLAGS
+        else:
+            config = os.path.join(stack.work, "ra-mixed.toml")
+            with open(config, "w") as f:
+                f.write(f'[token_service]\nurl = "{u["TOKEN_SERVICE_URL"]}"\nca_file = "{u["TOKEN_SERVICE_CA"]}"\n'
+                        + RA_MIXED_CONFIG)
+            cmd += ["--config", config]
+        proc = procs.start(scenario, cmd, env=stack.sidecar_env(), log_path=os.path.join(stack.work, f"{scenario}.log"))
+        try:
+            wait_until(f"sts-sidecar ({scenario}) /ready", lambda: http_ok(f"http://{admin}/ready"))
+        except SystemExit as e:
+            results.append(("-", "-", scenario, False, 0.0, f"{e}; see {scenario}.log"))
+            procs.stop(proc)
+            continue
+        with urllib.request.urlopen(f"http://{admin}/status", timeout=2) as r:
+            status = json.load(r)
+        served_by_fake = status["roles"][0]["access_key_id"].startswith("ASIAFAKERA")
+        names = [n for n in clients if n in (["boto3", "awscli"] if scenario == "ra-movies" else ["boto3"])]
+        for name in names:
+            got, err, elapsed = CLIENTS[name]("movies", stack.client_env("file", listen=listen))
+            ok = got == {"titles": TITLES} and served_by_fake
+            results.append((name, "file", scenario, ok, elapsed,
+                            ", ".join(got["titles"]) + " (DynamoDB with the fake's credentials)" if ok
+                            else (err or f"got {got}; served by the fake: {served_by_fake}")))
+        if scenario == "ra-beside-web-identity":
+            want = {"arn": EXPECTED_ARN}
+            for name in names:
+                got, err, elapsed = CLIENTS[name]("identity", stack.client_env("file", listen=listen,
+                                                                               path="/v1/credentials/web"))
+                results.append((name, "file", scenario + "/web", got == want, elapsed,
+                                got["arn"] if got == want else (err or f"got {got}, want {want}")))
+        procs.stop(proc, signal.SIGTERM)
+
+
 SOURCE_SCENARIOS = ["src-token-file", "src-irsa", "src-gcp-metadata", "src-oidc", "src-oidc-issuer",
                     "src-github-actions", "src-command"]
 
@@ -448,12 +522,13 @@ def suite(args):
     try:
         stack = Stack(procs, work).start()
         clients = args.client or list(CLIENTS)
-        scenarios = args.scenario or ["identity", "movies"] + list(WAYS_IN) + SOURCE_SCENARIOS + list(NEGATIVE)
+        scenarios = args.scenario or (["identity", "movies"] + list(WAYS_IN) + SOURCE_SCENARIOS + RA_SCENARIOS
+                                      + list(NEGATIVE))
         for name in clients:
             if name not in CLIENTS:
                 raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
         for scenario in scenarios:
-            if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *NEGATIVE]:
+            if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *RA_SCENARIOS, *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
         for name in clients:
@@ -475,6 +550,7 @@ def suite(args):
                 detail = got["arn"] if ok else (err or f"got {got}, want {want_arn}")
                 results.append((name, variant, scenario, ok, elapsed, detail))
         run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
+        run_roles_anywhere(stack, procs, clients, [s for s in scenarios if s in RA_SCENARIOS], results)
         negatives = [s for s in scenarios if s in NEGATIVE]
         if negatives:
             not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -560,7 +636,8 @@ def main():
     t.add_argument("--client", action="append", help=f"only this client ({', '.join(CLIENTS)}); repeatable")
     t.add_argument("--scenario", action="append",
                    help="only this scenario (identity, movies, imds, credential-process, exec, named-role, "
-                        f"{', '.join(SOURCE_SCENARIOS)}, wrong-token, not-ready, stopped); repeatable")
+                        f"{', '.join(SOURCE_SCENARIOS)}, {', '.join(RA_SCENARIOS)}, wrong-token, not-ready, "
+                        "stopped); repeatable")
     t.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
     s = sub.add_parser("stack", help="run the local stack")
     s.add_argument("--check", action="store_true", help="stop after the SDK call")

@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use rustls_pki_types::CertificateDer;
 use tokio::task::JoinHandle;
 
-use super::{FakeRequest, reply, serve_fake};
+use super::{FakeRequest, reply};
 use crate::backend::x509_sign;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -80,6 +80,7 @@ pub struct FakeRolesAnywhere {
     addr: SocketAddr,
     state: Arc<State>,
     task: JoinHandle<()>,
+    https: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +104,22 @@ impl Drop for FakeRolesAnywhere {
 impl FakeRolesAnywhere {
     /// Starts on `127.0.0.1:0` for `region`, trusting certificates that chain to `anchor_pem`.
     pub async fn start(region: &str, anchor_pem: &str) -> Result<Self, BoxError> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            region,
+            anchor_pem,
+            None,
+        )
+        .await
+    }
+
+    /// Starts on `addr`, over TLS when `tls` is given (for signers that only speak https).
+    pub async fn start_on(
+        addr: SocketAddr,
+        region: &str,
+        anchor_pem: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Self, BoxError> {
         use rustls_pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(anchor_pem.as_bytes()) {
@@ -124,17 +141,24 @@ impl FakeRolesAnywhere {
             lifetime_cap: Mutex::new(None),
         });
         let handler_state = state.clone();
-        let (addr, task) = serve_fake(None, move |req| {
+        let https = tls.is_some();
+        let (addr, task) = super::serve_fake_on(addr, tls, move |req| {
             let state = handler_state.clone();
             async move { state.handle(req).await }
         })
         .await?;
-        Ok(Self { addr, state, task })
+        Ok(Self {
+            addr,
+            state,
+            task,
+            https,
+        })
     }
 
-    /// The endpoint (`http://127.0.0.1:<port>`).
+    /// The endpoint (`http://127.0.0.1:<port>`, or `https://` over TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.addr.port())
     }
 
     /// Requests received.
@@ -301,7 +325,17 @@ impl State {
             .map(|(k, v)| format!("{}={}", x509_sign::encode(k), x509_sign::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        // The ARNs come as query parameters (the official helper) or in the JSON body (the
+        // service accepts both).
+        let json: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&req.body).map_err(|_| "the body is not JSON")?;
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| json.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+        };
         let role_arn = get("roleArn").ok_or("no roleArn")?;
         get("profileArn").ok_or("no profileArn")?;
         get("trustAnchorArn").ok_or("no trustAnchorArn")?;
@@ -381,8 +415,7 @@ impl State {
         self.verifier
             .verify_client_cert(&CertificateDer::from(leaf_der.clone()), &chain, now)
             .map_err(|e| format!("Untrusted certificate: {e}"))?;
-        let body: HashMap<String, serde_json::Value> =
-            serde_json::from_slice(&req.body).map_err(|_| "the body is not JSON")?;
+        let body = json;
         let duration_secs = body
             .get("durationSeconds")
             .and_then(serde_json::Value::as_u64)
