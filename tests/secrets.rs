@@ -160,6 +160,22 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
 
     const ARG_MARKER: &str = "argmarker-5e6f7a8b9c";
     let idp = FakeIdp::start().await.expect("idp");
+    // A Roles Anywhere role signs with this identity's key.
+    let pki = sts_sidecar::testing::pki::TestPki::new().expect("pki");
+    pki.install(
+        &pki.issue(
+            sts_sidecar::testing::pki::KeyKind::EcP384Pkcs8,
+            std::time::Duration::from_secs(86_400),
+        )
+        .expect("issue"),
+    )
+    .expect("install");
+    let ra = sts_sidecar::testing::fake_roles_anywhere::FakeRolesAnywhere::start(
+        "eu-central-1",
+        pki.root_pem(),
+    )
+    .await
+    .expect("ra");
     let sts = sts_sidecar::testing::fake_sts::FakeSts::start(Some(idp.public_key_der()))
         .await
         .expect("sts");
@@ -199,6 +215,9 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
             "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
             GITHUB_REQUEST_TOKEN.to_owned(),
         ),
+        ("CF_INSTANCE_CERT", pki.cert_path().display().to_string()),
+        ("CF_INSTANCE_KEY", pki.key_path().display().to_string()),
+        ("AWS_ENDPOINT_URL_ROLESANYWHERE", ra.endpoint()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -217,7 +236,10 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
          [[role]]\nalias = \"oidc\"\narn = \"arn:aws:iam::123456789012:role/c\"\nsource = \"oidc\"\n\
          [[role]]\nalias = \"gh\"\narn = \"arn:aws:iam::123456789012:role/d\"\nsource = \"gh\"\n\
          [[role]]\nalias = \"cmd\"\narn = \"arn:aws:iam::123456789012:role/e\"\nsource = \"cmd\"\n\
-         [[role]]\nalias = \"bad\"\narn = \"arn:aws:iam::123456789012:role/f\"\nsource = \"bad\"\n",
+         [[role]]\nalias = \"bad\"\narn = \"arn:aws:iam::123456789012:role/f\"\nsource = \"bad\"\n\
+         [[role]]\nalias = \"ra\"\narn = \"arn:aws:iam::123456789012:role/g\"\n\
+         trust_anchor_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:trust-anchor/t1\"\n\
+         profile_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:profile/p1\"\n",
         sts = sts.endpoint(),
         file = token_file.display(),
         oidc = idp.token_url(),
@@ -238,7 +260,7 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
     let sidecar = sts_sidecar::cmd::serve::start(&config, auth, creds, admin)
         .await
         .expect("start");
-    for alias in ["default", "gcp", "oidc", "gh", "cmd"] {
+    for alias in ["default", "gcp", "oidc", "gh", "cmd", "ra"] {
         let role = sidecar.roles.get(alias).expect("role").clone();
         assert!(
             role.wait_usable(std::time::Duration::from_secs(10))
@@ -291,5 +313,16 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
         secrets.push(("identity token (other source)".into(), token));
     }
     assert!(idp.issued().len() >= 5);
+    assert!(!ra.seen().is_empty(), "the Roles Anywhere role was served");
+    let key_pem = std::fs::read_to_string(pki.key_path()).expect("key");
+    for line in key_pem.lines().filter(|l| l.len() >= 40) {
+        secrets.push(("Roles Anywhere private key".into(), line.to_owned()));
+    }
+    // What the fake Roles Anywhere issues: its secret keys and session tokens.
+    secrets.push(("Roles Anywhere secret key".into(), "rasecret000000".into()));
+    secrets.push((
+        "Roles Anywhere session token".into(),
+        "FwoGZXIvYXdzEFAKERA".into(),
+    ));
     (text, secrets)
 }
