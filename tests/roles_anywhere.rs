@@ -270,7 +270,7 @@ async fn errors_are_classified_with_a_hint_each() {
 }
 
 #[tokio::test]
-async fn served_through_a_rotation_and_an_outage_beside_a_web_identity_role() {
+async fn served_after_a_cold_start_outage_and_through_a_rotation_beside_a_web_identity_role() {
     use sts_sidecar::testing::fake_idp::FakeIdp;
     use sts_sidecar::testing::fake_sts::FakeSts;
     let world = World::new(KeyKind::RsaPkcs1).await;
@@ -427,4 +427,43 @@ async fn check_shows_what_roles_anywhere_will_see_and_assumes_the_role() {
         assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
     }
     assert!(!text.contains("PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn an_outage_while_cached_is_ridden_out() {
+    let world = World::new(KeyKind::RsaPkcs1).await;
+    let backend = world.backend(&world.config("")).await;
+    let (role, _task) =
+        sts_sidecar::cache::spawn_role("default", backend, Arc::new(Metrics::new()));
+    let first = role
+        .wait_usable(Duration::from_secs(10))
+        .await
+        .expect("first credentials")
+        .credentials
+        .access_key_id
+        .clone();
+    for _ in 0..50 {
+        world.ra.push_reply(RaReply::Status(503));
+    }
+    let calls = world.ra.calls();
+    // Past the refresh point (20 minutes into a 1-hour session): the refresher meets the outage.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(25 * 60)).await;
+    tokio::time::resume();
+    for _ in 0..100 {
+        if world.ra.calls() > calls + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        world.ra.calls() > calls + 1,
+        "the refresher tried (and retried) during the outage"
+    );
+    let held = role
+        .current()
+        .expect("still served from cache during the outage");
+    assert_eq!(held.credentials.access_key_id, first);
+    let status = role.status();
+    assert_eq!(status.last_error_class, Some("unavailable"), "{status:?}");
 }
