@@ -7,13 +7,17 @@
 //! The modules follow the pipeline, top to bottom:
 //!
 //! 1. [`identity`]: the instance identity certificate and key, read as a matched pair.
-//! 2. [`token`]: an identity token (JWT) from the token service, cached until near its expiry.
-//! 3. [`backend`]: the token becomes AWS credentials (STS `AssumeRoleWithWebIdentity`).
+//! 2. [`token`]: an identity token (JWT) from one of six sources (the token service, a token
+//!    file, the GCP metadata server, an OIDC client-credentials grant, GitHub Actions, a
+//!    command), behind one cache that reuses it until near its expiry.
+//! 3. [`backend`]: AWS credentials from STS `AssumeRoleWithWebIdentity` with that token, or
+//!    from IAM Roles Anywhere `CreateSession` signed with the certificate's key.
 //! 4. [`cache`]: one refresher task per role publishes credentials; readers only read.
 //! 5. [`server`]: the credentials endpoint and the admin endpoint.
 //!
-//! Around them: [`cli`] and [`cmd`] (one file per subcommand), [`config`] (file, environment and
-//! flags into one typed `Config`), [`clock`] (the only wall-clock reader), [`metrics`],
+//! Around them: [`cli`] and [`cmd`] (one file per subcommand; `cmd::build` turns the config into
+//! sources and backends for all of them), [`config`] (file, environment and flags into one typed
+//! `Config`), [`clock`] (the only wall-clock reader), [`metrics`],
 //! [`telemetry`] and [`secret`] (redacting newtypes).
 
 #![forbid(unsafe_code)]

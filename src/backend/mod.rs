@@ -1,4 +1,6 @@
-//! How an identity token (or certificate) becomes AWS credentials.
+//! How an identity token (or certificate) becomes AWS credentials: STS
+//! `AssumeRoleWithWebIdentity` ([`sts`]) or IAM Roles Anywhere `CreateSession`
+//! ([`roles_anywhere`], signed by [`x509_sign`]).
 //!
 //! A [`Backend`] owns its inputs and exposes one async method, [`Backend::fetch`], that makes
 //! exactly one upstream call (no retries: the refresher in `cache.rs` owns retry policy, so one

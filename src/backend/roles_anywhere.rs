@@ -48,25 +48,10 @@ pub struct Settings {
 
 /// The parts of a Roles Anywhere ARN: `arn:<partition>:rolesanywhere:<region>:<account>:<kind>/<id>`.
 pub fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
-    let mut parts = arn.splitn(6, ':');
-    let (
-        Some("arn"),
-        Some(partition),
-        Some("rolesanywhere"),
-        Some(region),
-        Some(account),
-        Some(res),
-    ) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    )
-    else {
+    let [_, partition, service, region, account, res] = crate::config::split_arn(arn)?;
+    if service != "rolesanywhere" {
         return None;
-    };
+    }
     let id = res.strip_prefix(kind)?.strip_prefix('/')?;
     let ok = partition.starts_with("aws")
         && !region.is_empty()

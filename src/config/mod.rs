@@ -3,11 +3,11 @@
 //! the config file itself.
 //!
 //! Data first, in three steps:
-//! 1. [`layer`] writes flags and variables into the file's TOML table, recording where each
+//! 1. `layer` writes flags and variables into the file's TOML table, recording where each
 //!    value came from;
-//! 2. [`file`] reads the table as serde structs (unknown keys refused, source kinds a tagged
+//! 2. `file` reads the table as serde structs (unknown keys refused, source kinds a tagged
 //!    enum), every structural problem found by retrying without the offending key;
-//! 3. [`checks`] turns the data into the typed [`Config`] (defaults, ranges, URLs, templates,
+//! 3. `checks` turns the data into the typed [`Config`] (defaults, ranges, URLs, templates,
 //!    which source each role uses).
 //!
 //! Every problem is reported at once, each with the key, variable or flag it came from.
@@ -815,19 +815,22 @@ fn collect_keys(table: &toml::Table, prefix: &str, out: &mut HashSet<String>) {
     }
 }
 
+/// The six parts of an ARN: `arn`, partition, service, region, account, resource.
+pub fn split_arn(arn: &str) -> Option<[&str; 6]> {
+    let mut parts = arn.splitn(6, ':');
+    let mut out = [""; 6];
+    for slot in &mut out {
+        *slot = parts.next()?;
+    }
+    (out[0] == "arn").then_some(out)
+}
+
 /// The account id of an IAM role ARN, if `arn` is one.
 pub fn parse_role_arn(arn: &str) -> Option<String> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let [_, partition, service, region, account, resource] = split_arn(arn)?;
+    if service != "iam" || !region.is_empty() {
         return None;
-    };
+    }
     let name = resource.strip_prefix("role/")?;
     let name_ok = !name.is_empty()
         && name.len() <= 512
