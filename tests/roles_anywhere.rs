@@ -467,3 +467,60 @@ async fn an_outage_while_cached_is_ridden_out() {
     let status = role.status();
     assert_eq!(status.last_error_class, Some("unavailable"), "{status:?}");
 }
+
+#[tokio::test]
+async fn credential_process_and_exec_serve_roles_anywhere_too() {
+    let world = World::new(KeyKind::EcPkcs8).await;
+    let base = |sub: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sts-sidecar"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CF_INSTANCE_CERT", world.pki.cert_path())
+            .env("CF_INSTANCE_KEY", world.pki.key_path())
+            .args([sub, "--role-arn", ROLE])
+            .args(["--trust-anchor-arn", ANCHOR, "--profile-arn", PROFILE])
+            .args(["--rolesanywhere-endpoint", &world.ra.endpoint()])
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let mut process = base("credential-process");
+    let out = tokio::task::spawn_blocking(move || process.output().expect("run"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["Version"], 1);
+    assert!(
+        json["AccessKeyId"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("ASIAFAKERA"),
+        "{json}"
+    );
+    assert_eq!(json["AccountId"], "123456789012");
+
+    let mut exec = base("exec");
+    exec.args([
+        "--",
+        &crate::support::example("aws_config_probe")
+            .display()
+            .to_string(),
+    ]);
+    let out = tokio::task::spawn_blocking(move || exec.output().expect("run"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        got.to_string().contains("ASIAFAKERA"),
+        "the child's SDK got the fake's credentials: {got}"
+    );
+}
