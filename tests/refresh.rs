@@ -256,8 +256,12 @@ async fn each_transient_sts_error_is_retried_within_a_second() {
     let mut runs = Vec::new();
     for error in cases {
         runs.push(tokio::spawn(async move {
+            // A fast retry comes within about a second; the request may wait up to 5 s, so
+            // that a loaded machine (six stacks start at once) cannot fail it, while a retry
+            // classed as `denied` (15 s or more) still does.
             let mut stack = Stack::with(Options {
                 start: false,
+                server_toml: "cold_start_wait_ms = 5000".to_owned(),
                 ..Options::default()
             })
             .await;
