@@ -114,6 +114,23 @@ impl World {
             .expect("json")
     }
 
+    /// `/status` once `done` holds for it (up to 10 s); panics with the last one otherwise.
+    async fn status_when(
+        &self,
+        sidecar: &Sidecar,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..400 {
+            last = self.status(sidecar).await;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("status never got there: {last}");
+    }
+
     /// Waits for `sidecar` to be ready; panics with `/status` if it never is.
     async fn ready(&self, sidecar: &Sidecar) {
         for _ in 0..200 {
@@ -164,10 +181,11 @@ async fn a_token_file_with_a_trailing_newline_is_served_and_its_absence_recovere
     ));
     // The file is not there yet: the sidecar stays up and says which path it waits for.
     let sidecar = world.serve(&config).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = world
+        .status_when(&sidecar, |st| !st["roles"][0]["last_error"].is_null())
+        .await;
     let (status, _) = world.get(&sidecar, "/v1/credentials").await;
     assert_eq!(status, 503);
-    let st = world.status(&sidecar).await;
     let error = st["roles"][0]["last_error"]
         .as_str()
         .unwrap_or("")
@@ -482,13 +500,14 @@ async fn an_oidc_token_without_aud_is_refused_by_sts_as_the_warning_says() {
         world.idp.push_reply(Endpoint::OAuth, IdpReply::NoAudience);
     }
     let sidecar = world.serve(&config).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let st = world.status(&sidecar).await;
-    let error = st["roles"][0]["last_error"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    assert!(error.contains("Incorrect token audience"), "{st}");
+    let st = world
+        .status_when(&sidecar, |st| {
+            st["roles"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Incorrect token audience"))
+        })
+        .await;
+    assert_eq!(st["roles"][0]["ready"], false, "{st}");
     sidecar.shutdown().await;
 }
 
