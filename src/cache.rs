@@ -7,7 +7,7 @@
 //! served until only the [`FLOOR`] of its lifetime is left.
 //!
 //! Timing (the SDKs' own refresh windows, which this must stay clear of, are in
-//! docs/sdk-contract.md §3.4): refresh when the remaining lifetime falls to
+//! docs/sdk-clients.md §3.4): refresh when the remaining lifetime falls to
 //! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter; on failure
 //! retry with full-jitter exponential backoff, slowly for errors that need a human.
 

@@ -1,4 +1,4 @@
-//! The fakes answer like the real upstreams they stand for (docs/upstreams.md §1 and §6), since the
+//! The fakes answer like the real upstreams they stand for (docs/upstream-apis.md §1 and §6), since the
 //! dev token service runs on its own in the local stack and docker-compose.
 
 use base64::Engine as _;

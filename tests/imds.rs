@@ -1,4 +1,4 @@
-//! IMDSv2 emulation on the credentials listener (docs/sdk-contract.md §4, items 9-12), and the real
+//! IMDSv2 emulation on the credentials listener (docs/sdk-clients.md §4, items 9-12), and the real
 //! Rust SDK IMDS provider against it.
 
 use std::process::Command;

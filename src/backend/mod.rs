@@ -46,7 +46,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// The container-credentials JSON every SDK accepts (docs/sdk-contract.md §3.1): exactly these
+    /// The container-credentials JSON every SDK accepts (docs/sdk-clients.md §3.1): exactly these
     /// fields, `Expiration` as `YYYY-MM-DDTHH:MM:SSZ`.
     pub fn container_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
@@ -71,7 +71,7 @@ impl Credentials {
 }
 
 impl Credentials {
-    /// The IMDS credentials JSON (docs/sdk-contract.md §4 step 3): `Code` = `Success`, `LastUpdated`,
+    /// The IMDS credentials JSON (docs/sdk-clients.md §4 step 3): `Code` = `Success`, `LastUpdated`,
     /// `Type` = `AWS-HMAC`, the keys, `Expiration` and `AccountId`.
     pub fn imds_json(&self, last_updated: i64) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
@@ -98,7 +98,7 @@ impl Credentials {
         })
     }
 
-    /// The `credential_process` Version 1 JSON (docs/sdk-contract.md §5): number `Version`,
+    /// The `credential_process` Version 1 JSON (docs/sdk-clients.md §5): number `Version`,
     /// `SessionToken` (not `Token`).
     pub fn process_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]

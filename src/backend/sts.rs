@@ -245,7 +245,7 @@ fn classify(
     }
 }
 
-/// Maps an STS error code to what to do about it (docs/upstreams.md §6).
+/// Maps an STS error code to what to do about it (docs/upstream-apis.md §6).
 pub fn classify_code(code: &str) -> ErrorClass {
     match code {
         "Throttling"

@@ -1,5 +1,5 @@
 //! `sts-sidecar credential-process [--role ALIAS]`: credentials as `credential_process`
-//! Version 1 JSON on stdout (docs/sdk-contract.md §5), for tools that only read `~/.aws/config`.
+//! Version 1 JSON on stdout (docs/sdk-clients.md §5), for tools that only read `~/.aws/config`.
 //!
 //! When `AWS_CONTAINER_CREDENTIALS_FULL_URI` and its token (`AWS_CONTAINER_AUTHORIZATION_TOKEN`
 //! or `_FILE`) are set, a running sidecar is asked (`--role` appends `/<alias>` to that URL);

@@ -260,7 +260,7 @@ fn stamp(path: &Path) -> std::io::Result<FileStamp> {
     })
 }
 
-/// Refuses tokens every SDK would refuse or mangle (docs/sdk-contract.md §2).
+/// Refuses tokens every SDK would refuse or mangle (docs/sdk-clients.md §2).
 fn validate(token: &str, origin: &str) -> Result<(), Error> {
     let invalid = |problem| {
         Err(Error::Invalid {

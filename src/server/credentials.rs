@@ -1,6 +1,6 @@
 //! The container credentials endpoint: `GET /v1/credentials` (default role) and
 //! `GET /v1/credentials/<alias>` (named roles), exactly as every AWS SDK expects
-//! (docs/sdk-contract.md).
+//! (docs/sdk-clients.md).
 //!
 //! Checks run in this order, cheapest and least revealing first: method, `Host` (DNS rebinding),
 //! `X-Forwarded-For`, authorization, path. A request never calls an upstream; during a cold start

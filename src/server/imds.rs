@@ -1,5 +1,5 @@
 //! Optional IMDSv2 emulation on the credentials listener, for code that only knows the EC2
-//! metadata service (docs/sdk-contract.md §4, items 9-12). Users set
+//! metadata service (docs/sdk-clients.md §4, items 9-12). Users set
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:<port>`.
 //!
 //! - `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds: 1..21600` returns a

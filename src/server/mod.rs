@@ -188,7 +188,7 @@ impl Connections {
     }
 }
 
-/// A JSON error body with both spellings of the keys the SDKs read (docs/sdk-contract.md §3.2).
+/// A JSON error body with both spellings of the keys the SDKs read (docs/sdk-clients.md §3.2).
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({
         "code": code,

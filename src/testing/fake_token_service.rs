@@ -1,4 +1,4 @@
-//! A fake CF Identity Token Service over real mTLS. Like the real one (docs/upstreams.md §1) it
+//! A fake CF Identity Token Service over real mTLS. Like the real one (docs/upstream-apis.md §1) it
 //! answers `POST /token` with a bare RS256 JWT (`sub` = `org:space:app` from the client
 //! certificate's OUs, `aud` = `sts.amazonaws.com`, 12 h lifetime, `text/plain`), 403 without a
 //! client certificate, and serves `/.well-known/openid-configuration` and `/token_keys`. It can be
