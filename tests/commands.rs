@@ -6,7 +6,7 @@ use std::time::Duration;
 use sts_sidecar::testing::fake_sts::StsReply;
 use sts_sidecar::testing::fake_token_service::TokenReply;
 
-use crate::support::{AUTH_TOKEN, Options, ROLE_ARN, Stack};
+use crate::support::{AUTH_TOKEN, Options, ROLE_ARN, Stack, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts-sidecar");
 
@@ -34,13 +34,6 @@ fn check(stack: &Stack) -> Command {
     let mut cmd = sidecar(stack, "check");
     cmd.env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN);
     cmd
-}
-
-async fn output(mut cmd: Command) -> std::process::Output {
-    cmd.stdin(Stdio::null());
-    tokio::task::spawn_blocking(move || cmd.output().expect("run"))
-        .await
-        .expect("join")
 }
 
 // ---- exec

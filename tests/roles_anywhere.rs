@@ -397,9 +397,7 @@ async fn check_shows_what_roles_anywhere_will_see_and_assumes_the_role() {
         .args(["--trust-anchor-arn", ANCHOR, "--profile-arn", PROFILE])
         .args(["--rolesanywhere-endpoint", &world.ra.endpoint()])
         .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
-        .await
-        .expect("join");
+    let out = crate::support::output(cmd).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -483,10 +481,7 @@ async fn credential_process_and_exec_serve_roles_anywhere_too() {
             .stdin(std::process::Stdio::null());
         cmd
     };
-    let mut process = base("credential-process");
-    let out = tokio::task::spawn_blocking(move || process.output().expect("run"))
-        .await
-        .expect("join");
+    let out = crate::support::output(base("credential-process")).await;
     assert!(
         out.status.success(),
         "{}",
@@ -510,9 +505,7 @@ async fn credential_process_and_exec_serve_roles_anywhere_too() {
             .display()
             .to_string(),
     ]);
-    let out = tokio::task::spawn_blocking(move || exec.output().expect("run"))
-        .await
-        .expect("join");
+    let out = crate::support::output(exec).await;
     assert!(
         out.status.success(),
         "{}",

@@ -757,10 +757,7 @@ fn check_command(world: &World, args: &[&str], env: &[(&str, String)]) -> std::p
 }
 
 async fn run(cmd: std::process::Command) -> (Option<i32>, String) {
-    let mut cmd = cmd;
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
-        .await
-        .expect("join");
+    let out = crate::support::output(cmd).await;
     (
         out.status.code(),
         format!(

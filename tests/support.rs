@@ -314,3 +314,11 @@ pub async fn ready(role: &sts_sidecar::cache::RoleHandle) -> String {
         .expect("credentials");
     snapshot.credentials.access_key_id.clone()
 }
+
+/// Runs `cmd` to completion with stdin closed, off the async runtime; its output.
+pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    cmd.stdin(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+        .await
+        .expect("join")
+}
