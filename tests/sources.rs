@@ -676,6 +676,59 @@ async fn an_opaque_token_is_fetched_for_every_call() {
     assert_eq!(runs, 3, "an opaque token must not be cached");
 }
 
+/// An unsigned JWT (the cache decodes claims; it does not verify signatures).
+fn unsigned_jwt(iat: i64, exp: i64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#.to_owned()),
+        b64(format!(r#"{{"sub":"app","iat":{iat},"exp":{exp}}}"#))
+    )
+}
+
+#[tokio::test]
+async fn half_life_counts_from_iat_and_an_old_token_is_kept_while_the_command_fails() {
+    let world = World::new().await;
+    let now = sts_sidecar::clock::now_unix();
+    for (name, iat, expect_runs) in [
+        // Issued now, 4 h left: reused until 2 h from now.
+        ("fresh", now, 1),
+        // Issued 20 h ago, 4 h left: past half its 24 h life, so every use tries again.
+        ("old", now - 20 * 3600, 3),
+    ] {
+        let script = world.path(name);
+        let counter = world.path(&format!("{name}-count"));
+        let token_file = world.path(&format!("{name}-token"));
+        std::fs::write(&token_file, unsigned_jwt(iat, now + 4 * 3600)).expect("token");
+        // Prints the token while the file exists; fails once it is gone.
+        write_script(
+            &script,
+            &format!(
+                "echo x >> '{}'; cat '{}' || exit 3",
+                counter.display(),
+                token_file.display()
+            ),
+        );
+        let config = world.config(&format!(
+            "[source.cmd]\ntype = \"command\"\ncommand = [\"{}\"]\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+            script.display()
+        ));
+        let source = world.token_source(&config);
+        source.token().await.expect("token");
+        source.token().await.expect("token");
+        // The command fails from here on; the cached token, 4 h from its exp, is still used.
+        std::fs::remove_file(&token_file).expect("remove");
+        let (_, claims) = source.token().await.expect("the cached token");
+        assert_eq!(claims.map(|c| c.iat), Some(Some(iat)), "{name}");
+        let runs = std::fs::read_to_string(&counter)
+            .expect("count")
+            .lines()
+            .count();
+        assert_eq!(runs, expect_runs, "{name}: command runs");
+    }
+}
+
 // ---- sharing and caching
 
 #[tokio::test]
@@ -702,15 +755,64 @@ async fn a_source_used_by_two_roles_is_fetched_once() {
 }
 
 #[tokio::test]
-async fn a_jwt_is_reused_until_shortly_before_its_exp() {
+async fn a_jwt_is_renewed_from_half_life_and_kept_while_the_source_fails() {
     let mut world = World::new().await;
     world.set_env("GCE_METADATA_HOST", world.idp.host());
     let config = world.config(&format!(
         "[source.gcp]\ntype = \"gcp-metadata\"\n[[role]]\narn = \"{ROLE_ARN}\"\n"
     ));
     let source = world.token_source(&config);
+    let calls = |world: &World| world.idp.calls("/computeMetadata");
     source.token().await.expect("token");
     // Time jumps between calls (the network calls themselves run in real time).
+    jump(Duration::from_secs(29 * 60)).await;
+    source.token().await.expect("token");
+    assert_eq!(calls(&world), 1, "reused at 29 min of 60");
+    jump(Duration::from_secs(2 * 60)).await;
+    let (second, _) = source.token().await.expect("token");
+    assert_eq!(calls(&world), 2, "renewed at 31 min of 60 (past half life)");
+
+    // The metadata server fails from here on: the token that is past half life but not near
+    // its exp is still used, and each use tries the server again.
+    for _ in 0..3 {
+        world
+            .idp
+            .push_reply(Endpoint::Metadata, IdpReply::Status(500));
+    }
+    jump(Duration::from_secs(31 * 60)).await;
+    let (kept, _) = source
+        .token()
+        .await
+        .expect("the cached token while the server fails");
+    assert_eq!(kept.expose(), second.expose());
+    assert_eq!(calls(&world), 3, "tried the server");
+    jump(Duration::from_secs(20 * 60)).await;
+    let (kept, _) = source.token().await.expect("still the cached token");
+    assert!(kept == second, "not the cached token");
+    assert_eq!(calls(&world), 4);
+    // 4 min before its exp it must be replaced: the failure is an error now.
+    jump(Duration::from_secs(5 * 60)).await;
+    let err = source.token().await.expect_err("no token near exp");
+    assert!(err.to_string().contains("answered HTTP 500"), "{err}");
+    assert_eq!(calls(&world), 5);
+    // The server is back.
+    source.token().await.expect("token");
+    assert_eq!(calls(&world), 6);
+    source.invalidate().await;
+    source.token().await.expect("token");
+    assert_eq!(calls(&world), 7, "invalidate forces a fetch");
+}
+
+#[tokio::test]
+async fn the_old_reuse_rule_fetches_only_near_exp() {
+    // What the fleet benchmark runs as "before": reuse until 5 minutes before exp.
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\n[[role]]\narn = \"{ROLE_ARN}\"\n"
+    ));
+    let source = world.token_source(&config).renewing_at_half_life(false);
+    source.token().await.expect("token");
     jump(Duration::from_secs(54 * 60)).await;
     source.token().await.expect("token");
     assert_eq!(
@@ -723,14 +825,7 @@ async fn a_jwt_is_reused_until_shortly_before_its_exp() {
     assert_eq!(
         world.idp.calls("/computeMetadata"),
         2,
-        "fetched again 4 min before exp"
-    );
-    source.invalidate().await;
-    source.token().await.expect("token");
-    assert_eq!(
-        world.idp.calls("/computeMetadata"),
-        3,
-        "invalidate forces a fetch"
+        "fetched 4 min before exp"
     );
 }
 

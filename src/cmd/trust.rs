@@ -295,6 +295,7 @@ mod tests {
             sub: Some(sub.to_owned()),
             aud: aud.iter().map(|a| (*a).to_owned()).collect(),
             exp: 0,
+            iat: None,
             extra: extra
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -15,6 +15,8 @@ pub struct Claims {
     pub aud: Vec<String>,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Issued at, Unix seconds, when the token has a numeric `iat`.
+    pub iat: Option<i64>,
     /// Every other claim with a scalar value (`azp`, `email`, `repository`, `client_id`, ...),
     /// in the token's order, as text: what a trust policy may test, for `check` to print.
     pub extra: Vec<(String, String)>,
@@ -104,11 +106,15 @@ pub fn decode_claims(token: &str) -> Result<Claims, JwtError> {
             Some((k.clone(), v))
         })
         .collect();
+    let iat = raw
+        .get("iat")
+        .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)));
     Ok(Claims {
         iss: text("iss"),
         sub: text("sub"),
         aud,
         exp,
+        iat,
         extra,
     })
 }

@@ -44,8 +44,8 @@ crate::secret::secret_string!(
     IdentityToken
 );
 
-/// Refetch a JWT when less than this much of its lifetime is left (or half its lifetime, if
-/// that is shorter).
+/// A JWT must be replaced when less than this much of its lifetime is left (or half its
+/// lifetime, if that is shorter).
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// A JWT with less than this left is treated as already expired.
 const TOKEN_MIN_LIFETIME: Duration = Duration::from_secs(10);
@@ -206,19 +206,58 @@ impl Source {
     }
 }
 
+/// What the cache in front of a source needs from it. [`Source`] is the production
+/// implementation; the fleet benchmark (`bench/fleet.rs`) implements it with a simulated token
+/// service so that its numbers come from this module's cache.
+pub trait Fetch: std::fmt::Debug + Send + Sync + 'static {
+    /// Looks at what decides whether a cached token is still current.
+    fn probe(&self) -> impl std::future::Future<Output = Result<Probe, Error>> + Send;
+    /// One attempt at a token (no retries: the refresher owns retry policy).
+    fn fetch(
+        &self,
+        probe: &Probe,
+    ) -> impl std::future::Future<Output = Result<IdentityToken, Error>> + Send;
+    /// The label of this source's upstream in metrics.
+    fn metric_label(&self) -> &'static str;
+    /// Where tokens come from, for logs, `/status` and `check`.
+    fn origin(&self) -> String;
+}
+
+impl Fetch for Source {
+    async fn probe(&self) -> Result<Probe, Error> {
+        Source::probe(self).await
+    }
+
+    async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
+        Source::fetch(self, probe).await
+    }
+
+    fn metric_label(&self) -> &'static str {
+        Source::metric_label(self)
+    }
+
+    fn origin(&self) -> String {
+        Source::origin(self)
+    }
+}
+
 /// A token source with its cache.
 #[derive(Debug)]
-pub struct TokenSource {
+pub struct TokenSource<S: Fetch = Source> {
     name: String,
-    source: Source,
+    source: S,
     cache: tokio::sync::Mutex<Option<Cached>>,
     metrics: Arc<Metrics>,
+    renew_at_half_life: bool,
 }
 
 #[derive(Debug)]
 struct Cached {
     token: IdentityToken,
     claims: Claims,
+    /// From here on a fetch is tried; if it fails the cached token is still used.
+    renew_at: Instant,
+    /// From here on the cached token is not used any more.
     refetch_at: Instant,
     stamp: Stamp,
 }
@@ -310,15 +349,24 @@ impl Error {
     }
 }
 
-impl TokenSource {
+impl<S: Fetch> TokenSource<S> {
     /// Wraps the source named `name` with an empty cache.
-    pub fn new(name: impl Into<String>, source: Source, metrics: Arc<Metrics>) -> Self {
+    pub fn new(name: impl Into<String>, source: S, metrics: Arc<Metrics>) -> Self {
         Self {
             name: name.into(),
             source,
             cache: tokio::sync::Mutex::new(None),
             metrics,
+            renew_at_half_life: true,
         }
+    }
+
+    /// Whether a JWT is renewed from half its life on, keeping the cached one while the source
+    /// fails (the default), or only when it must be replaced, shortly before `exp` (the fleet
+    /// benchmark compares both).
+    pub fn renewing_at_half_life(mut self, on: bool) -> Self {
+        self.renew_at_half_life = on;
+        self
     }
 
     /// The configured name of the source.
@@ -327,7 +375,7 @@ impl TokenSource {
     }
 
     /// The source itself.
-    pub fn source(&self) -> &Source {
+    pub fn source(&self) -> &S {
         &self.source
     }
 
@@ -339,10 +387,18 @@ impl TokenSource {
         if let Some(pair) = &probe.identity {
             self.metrics.set_certificate_expiry(pair.leaf.not_after);
         }
+        // A cached token that is past its renewal point but may still be used: kept if the
+        // fetch fails, so a source that is down for a while costs nothing until the token
+        // nears its own expiry.
+        let mut fallback = None;
         if let Some(cached) = cache.as_ref() {
             let same = cached.stamp == probe.stamp;
-            if same && Instant::now() < cached.refetch_at {
+            let now = Instant::now();
+            if same && now < cached.renew_at {
                 return Ok((cached.token.clone(), Some(cached.claims.clone())));
+            }
+            if same && now < cached.refetch_at {
+                fallback = Some((cached.token.clone(), cached.claims.clone()));
             }
             if !same {
                 tracing::info!(source = %self.name, "identity changed, fetching a new identity token");
@@ -355,6 +411,18 @@ impl TokenSource {
             result.is_ok(),
             started.elapsed(),
         );
+        let result = match (result, fallback) {
+            (Err(e), Some((token, claims))) => {
+                tracing::warn!(
+                    source = %self.name,
+                    error = %e,
+                    exp = claims.exp,
+                    "cannot renew the identity token; using the cached one until it nears expiry"
+                );
+                return Ok((token, Some(claims)));
+            }
+            (result, _) => result,
+        };
         let token = result?;
         let Ok(claims) = decode_claims(token.expose()) else {
             // Opaque (or a JWT without exp): nothing tells how long it lives, so it is not kept.
@@ -372,6 +440,19 @@ impl TokenSource {
         self.metrics
             .set_identity_token_expiry(&self.name, claims.exp);
         let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
+        // Half the token's whole life (from `iat`, when it has a sensible one): a token that was
+        // already old when fetched (a token file written hours ago) is renewed sooner.
+        let whole = claims
+            .iat
+            .filter(|iat| *iat < claims.exp)
+            .map_or(lifetime, |iat| {
+                Duration::from_secs(u64::try_from(claims.exp - iat).unwrap_or(0)).max(lifetime)
+            });
+        let renew_margin = if self.renew_at_half_life {
+            margin.max(whole / 2)
+        } else {
+            margin
+        };
         tracing::debug!(
             source = %self.name,
             sub = claims.sub.as_deref().unwrap_or(""),
@@ -381,6 +462,7 @@ impl TokenSource {
         *cache = Some(Cached {
             token: token.clone(),
             claims: claims.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(renew_margin),
             refetch_at: Instant::now() + (lifetime - margin),
             stamp: probe.stamp,
         });
