@@ -8,8 +8,12 @@
 //!
 //! Timing (the SDKs' own refresh windows, which this must stay clear of, are in
 //! docs/sdk-clients.md §3.4): refresh when the remaining lifetime falls to
-//! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter; on failure
-//! retry with full-jitter exponential backoff, slowly for errors that need a human.
+//! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter (up to 75 %
+//! for the first refresh after a start or a recovery, so that a fleet that got its credentials
+//! in the same minute does not stay in step); on failure retry with full-jitter exponential
+//! backoff, slowly for errors that need a human, and while good credentials are held with a cap
+//! that grows to a quarter of the time they can still be served. `bench/fleet.rs` shows what each
+//! rule does to a fleet of 100,000.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +35,10 @@ pub const FLOOR: Duration = Duration::from_secs(5 * 60);
 /// Refresh no later than this long before expiry (when the lifetime allows it).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 /// Share of the refresh delay removed at most by jitter.
-const JITTER: f64 = 0.10;
+pub const JITTER: f64 = 0.10;
+/// Share of the refresh delay removed at most by jitter on the first refresh after a start or
+/// after failures (see [`Policy::settle_spread`]).
+pub const SETTLE_SPREAD: f64 = 0.75;
 /// Backoff for transient errors: first ceiling and cap.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The longest wait between two retries of a transient error.
@@ -40,8 +47,45 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(120);
 const SLOW_BACKOFF_BASE: Duration = Duration::from_secs(30);
 /// The longest wait between two retries of an error that needs a human.
 pub const SLOW_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// While good credentials are held, a retry may wait up to this share of the time they can still
+/// be served ([`Policy::held_share`]), and never longer than [`HELD_BACKOFF_CAP`].
+pub const HELD_SHARE: f64 = 0.25;
+/// The longest wait between two retries while good credentials are held.
+pub const HELD_BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 /// The shortest pause between two attempts.
 const MIN_DELAY: Duration = Duration::from_millis(200);
+
+/// The refresher's jitter. [`Policy::default`] is what sts-sidecar runs; the fleet benchmark
+/// (`bench/fleet.rs`) also runs other values to show what each one does to a fleet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Share of the refresh delay removed at most by jitter on an ordinary refresh.
+    pub jitter: f64,
+    /// The same for the first refresh after the process started and the first after a
+    /// recovery from failures. Those are the refreshes a whole fleet can make in step (every
+    /// instance restarted in the same minute, or every instance recovered in the same minute
+    /// after an outage); drawing them from a wide window spreads the fleet's later refreshes
+    /// over the session instead of keeping them in step for days. It costs each instance one
+    /// early refresh per start or recovery.
+    pub settle_spread: f64,
+    /// While good credentials are held, the backoff cap grows to this share of the time they
+    /// can still be served (at most [`HELD_BACKOFF_CAP`]; never below the class's own cap).
+    /// With 35 minutes left a retry waits up to about 9 minutes instead of 2: a fleet whose STS
+    /// is down sends a quarter of the calls, and its retries after the recovery are spread over
+    /// minutes instead of arriving together; still every instance gets at least four attempts
+    /// before its credentials reach the floor. `0` keeps the class caps.
+    pub held_share: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            jitter: JITTER,
+            settle_spread: SETTLE_SPREAD,
+            held_share: HELD_SHARE,
+        }
+    }
+}
 
 /// What a refresher keeps fresh. Production roles are [`crate::backend::Backend`]s; tests
 /// implement it with scripted answers to check the refresh policy in paused time.
@@ -207,6 +251,16 @@ pub fn spawn_role<B: Refresh>(
     backend: B,
     metrics: Arc<Metrics>,
 ) -> (RoleHandle, tokio::task::JoinHandle<()>) {
+    spawn_role_with(alias, backend, metrics, Policy::default())
+}
+
+/// [`spawn_role`] with another jitter policy (the fleet benchmark compares them).
+pub fn spawn_role_with<B: Refresh>(
+    alias: &str,
+    backend: B,
+    metrics: Arc<Metrics>,
+    policy: Policy,
+) -> (RoleHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(None);
     let status = Arc::new(Mutex::new(Status {
         role_arn: backend.role_arn().to_owned(),
@@ -227,6 +281,7 @@ pub fn spawn_role<B: Refresh>(
         tx,
         status,
         metrics,
+        policy,
     };
     let task = tokio::spawn(refresher.run());
     (handle, task)
@@ -239,12 +294,15 @@ struct Refresher<B> {
     tx: watch::Sender<Option<Arc<Snapshot>>>,
     status: Arc<Mutex<Status>>,
     metrics: Arc<Metrics>,
+    policy: Policy,
 }
 
 impl<B: Refresh> Refresher<B> {
     async fn run(self) {
         let mut failures: u32 = 0;
         let mut last_class: Option<ErrorClass> = None;
+        // The next success is the first after a start or a recovery: spread its refresh wide.
+        let mut settling = true;
         loop {
             let span = tracing::info_span!("refresh", role = %self.alias);
             let delay = match self.attempt().instrument(span.clone()).await {
@@ -255,17 +313,28 @@ impl<B: Refresh> Refresher<B> {
                     }
                     failures = 0;
                     last_class = None;
-                    refresh_delay(lifetime, rand::random::<f64>())
+                    let spread = if settling {
+                        self.policy.settle_spread
+                    } else {
+                        self.policy.jitter
+                    };
+                    settling = false;
+                    refresh_delay_within(lifetime, spread, rand::random::<f64>())
                 }
                 Err((class, message)) => {
                     let _enter = span.enter();
                     failures = failures.saturating_add(1);
-                    let delay = backoff_delay(failures, class, rand::random::<f64>());
-                    let held = self
-                        .tx
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|s| s.serve_until > Instant::now());
+                    settling = true;
+                    let held_for = self.tx.borrow().as_ref().map_or(Duration::ZERO, |s| {
+                        s.serve_until.saturating_duration_since(Instant::now())
+                    });
+                    let held = held_for > Duration::ZERO;
+                    let delay = backoff_delay_holding(
+                        failures,
+                        class,
+                        rand::random::<f64>(),
+                        held_for.mul_f64(self.policy.held_share.clamp(0.0, 1.0)),
+                    );
                     if last_class != Some(class) {
                         // One line per state change, not one per retry.
                         if class.is_slow() {
@@ -372,20 +441,39 @@ impl<B: Refresh> Refresher<B> {
 /// How long to wait before refreshing credentials that have `lifetime` left right after they
 /// were obtained. `unit` in `[0, 1)` picks the jitter (up to 10 % earlier, never later).
 pub fn refresh_delay(lifetime: Duration, unit: f64) -> Duration {
+    refresh_delay_within(lifetime, JITTER, unit)
+}
+
+/// [`refresh_delay`] with `spread` (in `[0, 1]`) as the share of the delay that jitter may
+/// remove: the first refresh after a start or a recovery uses [`SETTLE_SPREAD`].
+pub fn refresh_delay_within(lifetime: Duration, spread: f64, unit: f64) -> Duration {
     let threshold = (lifetime / 2).max(REFRESH_BEFORE.min(lifetime.saturating_sub(FLOOR)));
     let base = lifetime.saturating_sub(threshold);
-    base.mul_f64(1.0 - JITTER * unit.clamp(0.0, 1.0))
+    base.mul_f64(1.0 - spread.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0))
         .max(MIN_DELAY)
 }
 
 /// How long to wait before retry number `failures` (1 for the first retry) of a failure of
 /// `class`: full jitter over an exponentially growing ceiling. `unit` in `[0, 1)`.
 pub fn backoff_delay(failures: u32, class: ErrorClass, unit: f64) -> Duration {
-    let (base, cap) = if class.is_slow() {
+    backoff_delay_holding(failures, class, unit, Duration::ZERO)
+}
+
+/// [`backoff_delay`] while good credentials are held: the cap grows to `stretch` (a share of
+/// the time they can still be served, see [`Policy::held_share`]), at most to
+/// [`HELD_BACKOFF_CAP`], never below the class's cap.
+pub fn backoff_delay_holding(
+    failures: u32,
+    class: ErrorClass,
+    unit: f64,
+    stretch: Duration,
+) -> Duration {
+    let (base, class_cap) = if class.is_slow() {
         (SLOW_BACKOFF_BASE, SLOW_BACKOFF_CAP)
     } else {
         (BACKOFF_BASE, BACKOFF_CAP)
     };
+    let cap = class_cap.max(stretch.min(HELD_BACKOFF_CAP));
     let exponent = failures.saturating_sub(1).min(16);
     let ceiling = base.saturating_mul(1 << exponent).min(cap);
     if class == ErrorClass::TokenRejected && failures == 1 {
@@ -451,6 +539,55 @@ mod tests {
             let d = backoff_delay(4, c, unit);
             assert!(d >= MIN_DELAY && d <= Duration::from_secs(8), "{d:?}");
         }
+    }
+
+    #[test]
+    fn the_settling_refresh_may_come_up_to_three_quarters_early() {
+        assert_eq!(refresh_delay_within(60 * MIN, SETTLE_SPREAD, 0.0), 20 * MIN);
+        assert_eq!(refresh_delay_within(60 * MIN, SETTLE_SPREAD, 1.0), 5 * MIN);
+        assert_eq!(
+            refresh_delay_within(12 * 60 * MIN, SETTLE_SPREAD, 1.0),
+            90 * MIN
+        );
+        assert_eq!(
+            refresh_delay_within(60 * MIN, JITTER, 0.5),
+            refresh_delay(60 * MIN, 0.5)
+        );
+        assert_eq!(Policy::default().settle_spread, SETTLE_SPREAD);
+    }
+
+    #[test]
+    fn held_credentials_stretch_the_backoff_cap() {
+        let c = ErrorClass::Unavailable;
+        // 35 minutes left: a quarter of it.
+        let stretch = (35 * MIN).mul_f64(HELD_SHARE);
+        assert_eq!(backoff_delay_holding(30, c, 1.0, stretch), stretch);
+        // Never beyond the held cap, never below the class cap.
+        assert_eq!(
+            backoff_delay_holding(30, c, 1.0, 6 * 60 * MIN),
+            HELD_BACKOFF_CAP
+        );
+        assert_eq!(backoff_delay_holding(30, c, 1.0, MIN), BACKOFF_CAP);
+        // The exponential ramp is unchanged: a stretch only raises the cap.
+        assert_eq!(
+            backoff_delay_holding(1, c, 1.0, stretch),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            backoff_delay_holding(5, c, 1.0, stretch),
+            Duration::from_secs(16)
+        );
+        // Slow classes keep their floor of half the ceiling.
+        let d = ErrorClass::Denied;
+        assert_eq!(backoff_delay_holding(30, d, 0.0, stretch), stretch / 2);
+        assert_eq!(
+            backoff_delay_holding(1, ErrorClass::TokenRejected, 1.0, stretch),
+            MIN_DELAY
+        );
+        assert_eq!(
+            backoff_delay_holding(7, c, 0.3, Duration::ZERO),
+            backoff_delay(7, c, 0.3)
+        );
     }
 
     #[test]

@@ -20,24 +20,43 @@ fn key(role: &RoleHandle) -> Option<String> {
     role.current().map(|s| s.credentials.access_key_id.clone())
 }
 
-#[tokio::test(start_paused = true)]
-async fn refreshes_forty_minutes_before_expiry_with_bounded_jitter() {
-    let script = Scripted::new(Step::Creds(HOUR));
-    let (role, _task) = start(&script);
-    let first = ready(&role).await;
-    // Jitter moves the refresh up to 10 % earlier: between 18 and 20 minutes after issue.
-    sleep(17 * MIN + Duration::from_secs(59)).await;
-    assert_eq!(script.calls(), 1, "refreshed too early");
-    assert_eq!(key(&role).as_deref(), Some(first.as_str()));
-    sleep(2 * MIN + Duration::from_secs(2)).await;
-    assert_eq!(script.calls(), 2, "did not refresh by 20 minutes");
-    assert_ne!(key(&role).as_deref(), Some(first.as_str()));
+/// Watches `script` for `d` in 1-second steps; when (from now) each new call came.
+async fn call_times(script: &Scripted, d: Duration) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut seen = script.calls();
+    let mut times = Vec::new();
+    while start.elapsed() < d {
+        sleep(Duration::from_secs(1)).await;
+        while script.calls() > seen {
+            seen += 1;
+            times.push(start.elapsed());
+        }
+    }
+    times
+}
+
+fn within(t: Duration, from: Duration, to: Duration) -> bool {
+    t + Duration::from_secs(1) >= from && t <= to + Duration::from_secs(1)
 }
 
 #[tokio::test(start_paused = true)]
-async fn jittered_refreshes_spread_over_the_window() {
-    // 40 independent roles: their first refreshes must all fall in [18, 20] min and not all on
-    // the same instant (the jitter is real).
+async fn the_first_refresh_is_spread_wide_and_later_ones_come_forty_minutes_before_expiry() {
+    let script = Scripted::new(Step::Creds(HOUR));
+    let (role, _task) = start(&script);
+    let first = ready(&role).await;
+    let times = call_times(&script, 45 * MIN).await;
+    // The first refresh after a start may come up to 75 % early: 5 to 20 minutes after issue.
+    assert!(within(times[0], 5 * MIN, 20 * MIN), "{times:?}");
+    assert_ne!(key(&role).as_deref(), Some(first.as_str()));
+    // Later ones up to 10 % early: 18 to 20 minutes after the previous one.
+    assert!(within(times[1] - times[0], 18 * MIN, 20 * MIN), "{times:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_refreshes_spread_over_fifteen_minutes_then_keep_their_phase() {
+    // 40 roles started together (a fleet restarted in the same minute): their first refreshes
+    // fall anywhere in [5, 20] min, so they do not stay in step; the next ones come 18 to 20
+    // minutes after each role's own first.
     let mut scripts = Vec::new();
     let mut tasks = Vec::new();
     for _ in 0..40 {
@@ -48,31 +67,129 @@ async fn jittered_refreshes_spread_over_the_window() {
         tasks.push(task);
     }
     let start = Instant::now();
-    let mut refreshed_at = vec![None; scripts.len()];
-    while start.elapsed() < 21 * MIN {
+    let mut first = vec![None; scripts.len()];
+    let mut second = vec![None; scripts.len()];
+    while start.elapsed() < 41 * MIN {
         sleep(Duration::from_secs(5)).await;
         for (i, s) in scripts.iter().enumerate() {
-            if s.calls() >= 2 && refreshed_at[i].is_none() {
-                refreshed_at[i] = Some(start.elapsed());
+            if s.calls() >= 2 && first[i].is_none() {
+                first[i] = Some(start.elapsed());
+            }
+            if s.calls() >= 3 && second[i].is_none() {
+                second[i] = Some(start.elapsed());
             }
         }
     }
-    let times: Vec<Duration> = refreshed_at
-        .into_iter()
-        .map(|t| t.expect("refreshed"))
-        .collect();
+    let first: Vec<Duration> = first.into_iter().map(|t| t.expect("refreshed")).collect();
+    let slack = Duration::from_secs(5);
     assert!(
-        times
+        first
             .iter()
-            .all(|t| *t >= 18 * MIN - Duration::from_secs(5)
-                && *t <= 20 * MIN + Duration::from_secs(5)),
-        "{times:?}"
+            .all(|t| *t + slack >= 5 * MIN && *t <= 20 * MIN + slack),
+        "{first:?}"
     );
-    let distinct: std::collections::BTreeSet<_> = times.iter().collect();
+    let earliest = first.iter().min().copied().unwrap_or_default();
+    let latest = first.iter().max().copied().unwrap_or_default();
     assert!(
-        distinct.len() > 5,
-        "jitter did not spread refreshes: {times:?}"
+        latest - earliest > 7 * MIN,
+        "first refreshes not spread: {first:?}"
     );
+    for (f, s) in first.iter().zip(&second) {
+        let s = s.expect("refreshed twice");
+        assert!(
+            s - *f + slack >= 18 * MIN && s - *f <= 20 * MIN + slack,
+            "{f:?} then {s:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_refresh_after_a_recovery_is_spread_wide() {
+    // 20 roles fail together (an outage) and recover together: their next refreshes must not
+    // come back in step.
+    let mut scripts = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let script = Scripted::new(Step::Creds(HOUR));
+        let (role, task) = start(&script);
+        ready(&role).await;
+        script.set_default(Step::Fail(ErrorClass::Unavailable));
+        scripts.push(script);
+        tasks.push(task);
+    }
+    // Every role has made its first refresh (and failed) by 21 minutes.
+    sleep(21 * MIN).await;
+    for s in &scripts {
+        s.set_default(Step::Creds(HOUR));
+    }
+    let recovered_at = Instant::now();
+    let mut calls_then: Vec<Option<usize>> = vec![None; scripts.len()];
+    let mut recovered = vec![None; scripts.len()];
+    let mut next = vec![None; scripts.len()];
+    while recovered_at.elapsed() < 25 * MIN {
+        sleep(Duration::from_secs(1)).await;
+        for (i, s) in scripts.iter().enumerate() {
+            let calls = s.calls();
+            match (calls_then[i], recovered[i], next[i]) {
+                (None, _, _) => calls_then[i] = Some(calls),
+                (Some(c), None, _) if calls > c => {
+                    recovered[i] = Some(recovered_at.elapsed());
+                    calls_then[i] = Some(calls);
+                }
+                (Some(c), Some(_), None) if calls > c => next[i] = Some(recovered_at.elapsed()),
+                _ => {}
+            }
+        }
+    }
+    let gaps: Vec<Duration> = recovered
+        .iter()
+        .zip(&next)
+        .map(|(r, n)| n.expect("refreshed after the recovery") - r.expect("recovered"))
+        .collect();
+    let slack = Duration::from_secs(2);
+    assert!(
+        gaps.iter()
+            .all(|g| *g + slack >= 5 * MIN && *g <= 20 * MIN + slack),
+        "{gaps:?}"
+    );
+    let spread = gaps.iter().max().copied().unwrap_or_default()
+        - gaps.iter().min().copied().unwrap_or_default();
+    assert!(
+        spread > 5 * MIN,
+        "refreshes after the recovery in step: {gaps:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_waits_longer_while_credentials_are_held_and_less_near_the_floor() {
+    let script = Scripted::new(Step::Creds(HOUR));
+    let (role, _task) = start(&script);
+    ready(&role).await;
+    let issued = Instant::now();
+    script.set_default(Step::Fail(ErrorClass::Unavailable));
+    let times = call_times(&script, 70 * MIN).await;
+    let floor_at = HOUR - FLOOR;
+    let before_floor: Vec<Duration> = times.iter().copied().filter(|t| *t < floor_at).collect();
+    // The first is the scheduled refresh; then at least four retries before the floor.
+    assert!(before_floor.len() >= 5, "{times:?}");
+    let mut stretched = false;
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        let held = floor_at.saturating_sub(pair[0]);
+        // A retry waits at most a quarter of the time the credentials can still be served,
+        // or the 2-minute cap of its class, whichever is longer.
+        let cap = (held / 4).max(2 * MIN) + Duration::from_secs(1);
+        assert!(gap <= cap, "waited {gap:?} with {held:?} left: {times:?}");
+        stretched |= gap > Duration::from_secs(150);
+    }
+    assert!(
+        stretched,
+        "no retry waited longer than the 2-minute cap: {times:?}"
+    );
+    // Fewer attempts than retrying every minute: at most 30 in the 35 minutes.
+    assert!(before_floor.len() <= 30, "{} attempts", before_floor.len());
+    assert!(issued.elapsed() >= 70 * MIN);
+    assert!(!role.is_ready());
 }
 
 #[tokio::test(start_paused = true)]
@@ -80,10 +197,14 @@ async fn long_sessions_refresh_at_half_life() {
     let script = Scripted::new(Step::Creds(12 * HOUR));
     let (role, _task) = start(&script);
     ready(&role).await;
-    sleep(5 * HOUR + 23 * MIN).await;
-    assert_eq!(script.calls(), 1);
-    sleep(38 * MIN).await;
-    assert_eq!(script.calls(), 2);
+    // Half life (6 h); the first refresh after a start may come up to 75 % early.
+    let times = call_times(&script, 12 * HOUR).await;
+    assert!(within(times[0], 90 * MIN, 6 * HOUR), "{times:?}");
+    // Later ones up to 10 % early: 5 h 24 min to 6 h after the previous one.
+    assert!(
+        within(times[1] - times[0], 5 * HOUR + 24 * MIN, 6 * HOUR),
+        "{times:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -285,6 +406,26 @@ async fn each_transient_sts_error_is_retried_within_a_second() {
     for run in runs {
         run.await.expect("case");
     }
+}
+
+#[tokio::test]
+async fn a_token_service_shedding_load_is_counted_as_throttled_and_retried_fast() {
+    let mut stack = Stack::with(Options {
+        start: false,
+        server_toml: "cold_start_wait_ms = 5000".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .token_service
+        .push_reply(sts_sidecar::testing::fake_token_service::TokenReply::Status(429));
+    stack.start_sidecar().await;
+    let r = stack.get_credentials().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stack.token_service.calls(), 2);
+    let metrics = stack.get(&stack.admin_url("/metrics"), &[]).await.body;
+    let needle = "sts_sidecar_refreshes_total{role=\"default\",outcome=\"throttled\"} 1";
+    assert!(metrics.contains(needle), "{needle} missing");
 }
 
 #[tokio::test]

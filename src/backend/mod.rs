@@ -281,6 +281,9 @@ impl Error {
     /// What the caller should do about this error.
     pub fn class(&self) -> ErrorClass {
         match self {
+            // A token service that is shedding load is throttling, like STS: what a fleet's
+            // metrics must show (`outcome="throttled"`), not an identity problem.
+            Error::Token(token::Error::Status { status: 429, .. }) => ErrorClass::Throttled,
             Error::Token(_) | Error::Identity(_) => ErrorClass::Identity,
             Error::Sts { class, .. }
             | Error::Transport { class, .. }
