@@ -8,7 +8,7 @@
 //!
 //! Timing (the SDKs' own refresh windows, which this must stay clear of, are in
 //! docs/sdk-clients.md §3.4): refresh when the remaining lifetime falls to
-//! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter (up to 75 %
+//! `max(lifetime / 2, min(40 min, lifetime - 5 min))`, up to 10 % earlier for jitter (up to 95 %
 //! for the first refresh after a start or a recovery, so that a fleet that got its credentials
 //! in the same minute does not stay in step); on failure retry with full-jitter exponential
 //! backoff, slowly for errors that need a human, and while good credentials are held with a cap
@@ -38,7 +38,7 @@ pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 pub const JITTER: f64 = 0.10;
 /// Share of the refresh delay removed at most by jitter on the first refresh after a start or
 /// after failures (see [`Policy::settle_spread`]).
-pub const SETTLE_SPREAD: f64 = 0.75;
+pub const SETTLE_SPREAD: f64 = 0.95;
 /// Backoff for transient errors: first ceiling and cap.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The longest wait between two retries of a transient error.
@@ -542,12 +542,12 @@ mod tests {
     }
 
     #[test]
-    fn the_settling_refresh_may_come_up_to_three_quarters_early() {
+    fn the_settling_refresh_may_come_up_to_ninety_five_percent_early() {
         assert_eq!(refresh_delay_within(60 * MIN, SETTLE_SPREAD, 0.0), 20 * MIN);
-        assert_eq!(refresh_delay_within(60 * MIN, SETTLE_SPREAD, 1.0), 5 * MIN);
+        assert_eq!(refresh_delay_within(60 * MIN, SETTLE_SPREAD, 1.0), MIN);
         assert_eq!(
             refresh_delay_within(12 * 60 * MIN, SETTLE_SPREAD, 1.0),
-            90 * MIN
+            18 * MIN
         );
         assert_eq!(
             refresh_delay_within(60 * MIN, JITTER, 0.5),

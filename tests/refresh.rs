@@ -45,8 +45,8 @@ async fn the_first_refresh_is_spread_wide_and_later_ones_come_forty_minutes_befo
     let (role, _task) = start(&script);
     let first = ready(&role).await;
     let times = call_times(&script, 45 * MIN).await;
-    // The first refresh after a start may come up to 75 % early: 5 to 20 minutes after issue.
-    assert!(within(times[0], 5 * MIN, 20 * MIN), "{times:?}");
+    // The first refresh after a start may come up to 95 % early: 1 to 20 minutes after issue.
+    assert!(within(times[0], MIN, 20 * MIN), "{times:?}");
     assert_ne!(key(&role).as_deref(), Some(first.as_str()));
     // Later ones up to 10 % early: 18 to 20 minutes after the previous one.
     assert!(within(times[1] - times[0], 18 * MIN, 20 * MIN), "{times:?}");
@@ -55,7 +55,7 @@ async fn the_first_refresh_is_spread_wide_and_later_ones_come_forty_minutes_befo
 #[tokio::test(start_paused = true)]
 async fn first_refreshes_spread_over_fifteen_minutes_then_keep_their_phase() {
     // 40 roles started together (a fleet restarted in the same minute): their first refreshes
-    // fall anywhere in [5, 20] min, so they do not stay in step; the next ones come 18 to 20
+    // fall anywhere in [1, 20] min, so they do not stay in step; the next ones come 18 to 20
     // minutes after each role's own first.
     let mut scripts = Vec::new();
     let mut tasks = Vec::new();
@@ -85,7 +85,7 @@ async fn first_refreshes_spread_over_fifteen_minutes_then_keep_their_phase() {
     assert!(
         first
             .iter()
-            .all(|t| *t + slack >= 5 * MIN && *t <= 20 * MIN + slack),
+            .all(|t| *t + slack >= MIN && *t <= 20 * MIN + slack),
         "{first:?}"
     );
     let earliest = first.iter().min().copied().unwrap_or_default();
@@ -126,7 +126,9 @@ async fn the_first_refresh_after_a_recovery_is_spread_wide() {
     let mut calls_then: Vec<Option<usize>> = vec![None; scripts.len()];
     let mut recovered = vec![None; scripts.len()];
     let mut next = vec![None; scripts.len()];
-    while recovered_at.elapsed() < 25 * MIN {
+    // The recovery comes at each role's next retry (at most a quarter of its 34 minutes left,
+    // 8.5 min), its next refresh up to 20 minutes after that.
+    while recovered_at.elapsed() < 30 * MIN {
         sleep(Duration::from_secs(1)).await;
         for (i, s) in scripts.iter().enumerate() {
             let calls = s.calls();
@@ -149,7 +151,7 @@ async fn the_first_refresh_after_a_recovery_is_spread_wide() {
     let slack = Duration::from_secs(2);
     assert!(
         gaps.iter()
-            .all(|g| *g + slack >= 5 * MIN && *g <= 20 * MIN + slack),
+            .all(|g| *g + slack >= MIN && *g <= 20 * MIN + slack),
         "{gaps:?}"
     );
     let spread = gaps.iter().max().copied().unwrap_or_default()
@@ -197,9 +199,9 @@ async fn long_sessions_refresh_at_half_life() {
     let script = Scripted::new(Step::Creds(12 * HOUR));
     let (role, _task) = start(&script);
     ready(&role).await;
-    // Half life (6 h); the first refresh after a start may come up to 75 % early.
+    // Half life (6 h); the first refresh after a start may come up to 95 % early.
     let times = call_times(&script, 12 * HOUR).await;
-    assert!(within(times[0], 90 * MIN, 6 * HOUR), "{times:?}");
+    assert!(within(times[0], 18 * MIN, 6 * HOUR), "{times:?}");
     // Later ones up to 10 % early: 5 h 24 min to 6 h after the previous one.
     assert!(
         within(times[1] - times[0], 5 * HOUR + 24 * MIN, 6 * HOUR),
