@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every check CI runs, on a fresh machine too: formatting, clippy with -D warnings, all tests
 # (unit, integration against the in-process fakes, the real aws-config container provider), the
-# interop suite (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the
-# real binary), the docker-compose file check, the release build against a glibc 2.17 floor with
-# its GLIBC_ symbol check, the local stack end to end, and every fuzz target for a bounded time
-# (FUZZ_SECS, default 60 s each).
+# fleet simulation (a small smoke run; bench/fleet.sh makes the real figures), the interop suite
+# (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the real binary),
+# the docker-compose file check, the release build against a glibc 2.17 floor with its GLIBC_
+# symbol check, the local stack end to end, and every fuzz target for a bounded time (FUZZ_SECS,
+# default 60 s each).
 # Needs Rust (cargo), python3 and node/npm; installs crates, a .venv and interop/js/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,11 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --locked
+echo "==> fleet simulation, smoke run at 200 sidecars (debug build; real figures: bench/fleet.sh)"
+fleet_out=$(mktemp -d)
+cargo run --locked --quiet --example fleet -- --sizes 200 --out "$fleet_out" >/dev/null 2>&1
+test -s "$fleet_out/fleet.md" && test -s "$fleet_out/fleet.svg"
+rm -rf "$fleet_out"
 echo "==> interop suite (python3 interop/run.py test)"
 python3 interop/run.py test
 echo "==> docker-compose.yml check"
