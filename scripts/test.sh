@@ -6,8 +6,9 @@
 # the docker-compose file check, the release build against a glibc 2.17 floor with its GLIBC_
 # symbol check, the local stack end to end, and every fuzz target for a bounded time (FUZZ_SECS,
 # default 60 s each).
-# Needs Rust (cargo), python3, node/npm and Debian's apt-get; installs crates, a .venv,
-# interop/js/node_modules, and Go toolchains and SDKs into ~/.cache/sts-sidecar/interop.
+# Needs Rust (cargo), python3, node/npm, a JDK and Debian's apt-get; installs crates, a .venv,
+# interop/js/node_modules, and the Go toolchains, Ruby and the Go, Ruby and Java SDKs into
+# ~/.cache/sts-sidecar/interop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,9 @@ command -v cargo >/dev/null || { echo "scripts/test.sh: needs Rust (cargo) on PA
 command -v python3 >/dev/null || { echo "scripts/test.sh: needs python3 (interop suite, local stack)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "scripts/test.sh: needs node and npm (AWS SDK for JavaScript clients)" >&2; exit 1; }
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
-  { echo "scripts/test.sh: needs Debian's apt-get and dpkg-deb (they fetch the Go toolchains and SDKs for the interop suite)" >&2; exit 1; }
+  { echo "scripts/test.sh: needs Debian's apt-get and dpkg-deb (they fetch the Go toolchains, Ruby and the SDKs for the interop suite)" >&2; exit 1; }
+command -v javac >/dev/null ||
+  { echo "scripts/test.sh: needs a JDK (javac, 17 or later) for the AWS SDK for Java v2 client" >&2; exit 1; }
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
