@@ -372,7 +372,7 @@ def client_versions():
 # Other ways in (issue 5): (clients, client env variant, expected ARN, exec-wrapped).
 WAYS_IN = {
     "imds": (["boto3", "awscli", "js-v3", "rust", "go-v2-1.17", "go-v1-1.44", "go-v2-1.30", "go-v1-1.49", "crt",
-              "java-v2", "ruby"],
+              "java-v2", "ruby", "js-v2"],
              "imds", EXPECTED_ARN, False),
     "credential-process": (["awscli", "boto3"], "process", EXPECTED_ARN, False),
     "exec": (["boto3", "js-v3"], "exec", EXPECTED_ARN, True),
