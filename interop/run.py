@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -247,11 +248,13 @@ class Stack:
             # Only ~/.aws/config's credential_process; the helper asks the running sidecar.
             del env["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
             config = os.path.join(self.work, "aws-config")
-            with open(config, "w") as f:
+            # Written whole and renamed: clients run side by side and may read it meanwhile.
+            with open(config + f".{threading.get_ident()}", "w") as f:
                 f.write("[default]\ncredential_process = env "
                         f"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{self.listen}/v1/credentials "
                         f"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={self.token_file} "
                         f"{os.path.join(BIN, 'sts-sidecar')} credential-process\n")
+            os.replace(config + f".{threading.get_ident()}", config)
             env["AWS_CONFIG_FILE"] = config
             return env
         if variant == "exec":
@@ -283,7 +286,8 @@ def run_client_cmd(cmd, env):
 
 def sdk_client(argv):
     def call(scenario, env, prefix=()):
-        cmd = list(prefix) + argv + [scenario] + ([TABLE] if scenario == "movies" else [])
+        table = env.get("INTEROP_TABLE", TABLE)
+        cmd = list(prefix) + argv + [scenario] + ([table] if scenario == "movies" else [])
         out, err, elapsed = run_client_cmd(cmd, env)
         return (json.loads(out.strip().splitlines()[-1]) if out is not None else None), err, elapsed
     return call
@@ -291,24 +295,25 @@ def sdk_client(argv):
 
 def aws_cli(scenario, env, prefix=()):
     aws = list(prefix) + [os.path.join(VENV, "bin", "aws"), "--output", "json"]
+    table = env.get("INTEROP_TABLE", TABLE)
     total = 0.0
     if scenario == "identity":
         out, err, elapsed = run_client_cmd(aws + ["sts", "get-caller-identity"], env)
         return ({"arn": json.loads(out)["Arn"]} if out is not None else None), err, elapsed
     steps = [
-        (["dynamodb", "delete-table", "--table-name", TABLE], True),
-        (["dynamodb", "create-table", "--table-name", TABLE,
+        (["dynamodb", "delete-table", "--table-name", table], True),
+        (["dynamodb", "create-table", "--table-name", table,
           "--key-schema", "AttributeName=title,KeyType=HASH",
           "--attribute-definitions", "AttributeName=title,AttributeType=S",
           "--billing-mode", "PAY_PER_REQUEST"], False),
-    ] + [(["dynamodb", "put-item", "--table-name", TABLE, "--item", json.dumps({"title": {"S": t}})], False)
+    ] + [(["dynamodb", "put-item", "--table-name", table, "--item", json.dumps({"title": {"S": t}})], False)
          for t in ["Inception", "The Matrix", "Interstellar"]]
     for args, may_fail in steps:
         out, err, elapsed = run_client_cmd(aws + args, env)
         total += elapsed
         if out is None and not (may_fail and "ResourceNotFoundException" in err):
             return None, err, total
-    out, err, elapsed = run_client_cmd(aws + ["dynamodb", "scan", "--table-name", TABLE], env)
+    out, err, elapsed = run_client_cmd(aws + ["dynamodb", "scan", "--table-name", table], env)
     total += elapsed
     if out is None:
         return None, err, total
@@ -555,6 +560,61 @@ NEGATIVE_FOR = {
 }
 
 
+def client_checks(stack, name, positive, ways_in, negatives, envs):
+    """The checks of one client: the positive scenarios with both token ways, the other ways in
+    and the negative scenarios; each a function returning one result row."""
+    checks = []
+
+    def positive_check(variant, scenario):
+        env = stack.client_env(variant)
+        env["INTEROP_TABLE"] = f"{TABLE}-{name}"
+        got, err, elapsed = CLIENTS[name](scenario, env)
+        if variant == "file" and name in NO_TOKEN_FILE:
+            ok = got is None and re.search(NO_TOKEN_FILE_ERROR, err) is not None
+            detail = f"reads no token file, as documented: {err}" if ok else (err or f"unexpectedly got {got}")
+            return (name, variant, scenario, ok, elapsed, detail)
+        want = {"arn": EXPECTED_ARN} if scenario == "identity" else {"titles": TITLES}
+        ok = got == want
+        detail = (got.get("arn") or ", ".join(got.get("titles", []))) if ok else (err or f"got {got}, want {want}")
+        return (name, variant, scenario, ok, elapsed, detail)
+
+    def way_in_check(scenario):
+        _, variant, want_arn, wrapped = WAYS_IN[scenario]
+        env = stack.client_env(variant, path="/v1/credentials/reports") if scenario == "named-role" \
+            else stack.client_env(variant)
+        prefix = [os.path.join(BIN, "sts-sidecar"), "exec"] + stack.upstream_flags() + ["--"] if wrapped else []
+        got, err, elapsed = CLIENTS[name]("identity", env, prefix)
+        ok = got == {"arn": want_arn}
+        detail = got["arn"] if ok else (err or f"got {got}, want {want_arn}")
+        return (name, variant, scenario, ok, elapsed, detail)
+
+    def negative_check(scenario):
+        got, err, elapsed = CLIENTS[name]("identity", envs[scenario])
+        expected = NEGATIVE_FOR.get((name, scenario), NEGATIVE[scenario])
+        ok = got is None and re.search(expected, err) is not None and elapsed < CLIENT_TIMEOUT
+        detail = err if got is None else f"unexpectedly succeeded: {got}"
+        return (name, "env", scenario, ok, elapsed, detail)
+
+    for variant in ["env", "file"]:
+        for scenario in positive:
+            if scenario == "identity" or name not in ONLY_IDENTITY:
+                checks.append(lambda v=variant, s=scenario: positive_check(v, s))
+    for scenario in ways_in:
+        if name in WAYS_IN[scenario][0]:
+            checks.append(lambda s=scenario: way_in_check(s))
+    for scenario in negatives:
+        checks.append(lambda s=scenario: negative_check(s))
+    return checks
+
+
+def run_side_by_side(groups, workers=3):
+    """Runs each group's checks in order, several groups at once; the rows in group order."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(lambda g=g: [check() for check in g]) for g in groups]
+        return [row for f in futures for row in f.result()]
+
+
 def suite(args):
     ensure_python()
     ensure_node()
@@ -580,34 +640,9 @@ def suite(args):
             if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *RA_SCENARIOS, *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
-        for name in clients:
-            for variant in ["env", "file"]:
-                for scenario in positive:
-                    if scenario != "identity" and name in ONLY_IDENTITY:
-                        continue
-                    got, err, elapsed = CLIENTS[name](scenario, stack.client_env(variant))
-                    if variant == "file" and name in NO_TOKEN_FILE:
-                        ok = got is None and re.search(NO_TOKEN_FILE_ERROR, err) is not None
-                        detail = f"reads no token file, as documented: {err}" if ok else (err or f"unexpectedly got {got}")
-                        results.append((name, variant, scenario, ok, elapsed, detail))
-                        continue
-                    want = {"arn": EXPECTED_ARN} if scenario == "identity" else {"titles": TITLES}
-                    ok = got == want
-                    detail = (got.get("arn") or ", ".join(got.get("titles", []))) if ok else (err or f"got {got}, want {want}")
-                    results.append((name, variant, scenario, ok, elapsed, detail))
-        for scenario in [s for s in scenarios if s in WAYS_IN]:
-            names, variant, want_arn, wrapped = WAYS_IN[scenario]
-            for name in [n for n in clients if n in names]:
-                env = stack.client_env(variant, path="/v1/credentials/reports") if scenario == "named-role" \
-                    else stack.client_env(variant)
-                prefix = [os.path.join(BIN, "sts-sidecar"), "exec"] + stack.upstream_flags() + ["--"] if wrapped else []
-                got, err, elapsed = CLIENTS[name]("identity", env, prefix)
-                ok = got == {"arn": want_arn}
-                detail = got["arn"] if ok else (err or f"got {got}, want {want_arn}")
-                results.append((name, variant, scenario, ok, elapsed, detail))
-        run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
-        run_roles_anywhere(stack, procs, clients, [s for s in scenarios if s in RA_SCENARIOS], results)
         negatives = [s for s in scenarios if s in NEGATIVE]
+        envs = {}
+        dead = None
         if negatives:
             not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
             # A sidecar whose token service never answers: it never becomes ready.
@@ -619,14 +654,15 @@ def suite(args):
                 "not-ready": stack.client_env("env", listen=not_ready_listen),
                 "stopped": stack.client_env("env", listen=stopped_listen),
             }
-            for name in clients:
-                for scenario in negatives:
-                    got, err, elapsed = CLIENTS[name]("identity", envs[scenario])
-                    expected = NEGATIVE_FOR.get((name, scenario), NEGATIVE[scenario])
-                    ok = got is None and re.search(expected, err) is not None and elapsed < CLIENT_TIMEOUT
-                    detail = err if got is None else f"unexpectedly succeeded: {got}"
-                    results.append((name, "env", scenario, ok, elapsed, detail))
+        # One list of checks per client; the clients run side by side (each on its own table),
+        # every client's checks one after the other.
+        groups = [client_checks(stack, name, positive, [s for s in scenarios if s in WAYS_IN], negatives, envs)
+                  for name in clients]
+        results.extend(run_side_by_side(groups))
+        if dead is not None:
             procs.stop(dead)
+        run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
+        run_roles_anywhere(stack, procs, clients, [s for s in scenarios if s in RA_SCENARIOS], results)
     finally:
         procs.stop_all()
         if args.keep:

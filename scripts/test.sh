@@ -5,7 +5,7 @@
 # (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the real binary),
 # the docker-compose file check, the release build against a glibc 2.17 floor with its GLIBC_
 # symbol check, the local stack end to end, and every fuzz target for a bounded time (FUZZ_SECS,
-# default 60 s each).
+# default 30 s each).
 # Needs Rust (cargo), python3, node/npm, a JDK and Debian's apt-get; installs crates, a .venv,
 # interop/js/node_modules, and the Go toolchains, Ruby and the Go, Ruby and Java SDKs into
 # ~/.cache/sts-sidecar/interop.
@@ -43,5 +43,5 @@ echo "==> release build for CF stacks, glibc floor check (scripts/release.sh)"
 scripts/release.sh
 echo "==> local stack (scripts/dev-stack.sh --check)"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check
-echo "==> fuzzing (scripts/fuzz.sh ${FUZZ_SECS:-60})"
-scripts/fuzz.sh "${FUZZ_SECS:-60}"
+echo "==> fuzzing (scripts/fuzz.sh ${FUZZ_SECS:-30})"
+scripts/fuzz.sh "${FUZZ_SECS:-30}"
