@@ -387,19 +387,17 @@ impl<S: Fetch> TokenSource<S> {
         if let Some(pair) = &probe.identity {
             self.metrics.set_certificate_expiry(pair.leaf.not_after);
         }
-        // A cached token that is past its renewal point but may still be used: kept if the
-        // fetch fails, so a source that is down for a while costs nothing until the token
-        // nears its own expiry.
-        let mut fallback = None;
+        // A cached token that is past its renewal point but may still be used is kept if the
+        // fetch fails, so a source that is down for a while costs nothing until the token nears
+        // its own expiry.
+        let mut keep_on_failure = false;
         if let Some(cached) = cache.as_ref() {
             let same = cached.stamp == probe.stamp;
             let now = Instant::now();
             if same && now < cached.renew_at {
                 return Ok((cached.token.clone(), Some(cached.claims.clone())));
             }
-            if same && now < cached.refetch_at {
-                fallback = Some((cached.token.clone(), cached.claims.clone()));
-            }
+            keep_on_failure = same && now < cached.refetch_at;
             if !same {
                 tracing::info!(source = %self.name, "identity changed, fetching a new identity token");
             }
@@ -411,18 +409,15 @@ impl<S: Fetch> TokenSource<S> {
             result.is_ok(),
             started.elapsed(),
         );
-        let result = match (result, fallback) {
-            (Err(e), Some((token, claims))) => {
-                tracing::warn!(
-                    source = %self.name,
-                    error = %e,
-                    exp = claims.exp,
-                    "cannot renew the identity token; using the cached one until it nears expiry"
-                );
-                return Ok((token, Some(claims)));
-            }
-            (result, _) => result,
-        };
+        if let (Err(e), Some(cached)) = (&result, cache.as_ref().filter(|_| keep_on_failure)) {
+            tracing::warn!(
+                source = %self.name,
+                error = %e,
+                exp = cached.claims.exp,
+                "cannot renew the identity token; using the cached one until it nears expiry"
+            );
+            return Ok((cached.token.clone(), Some(cached.claims.clone())));
+        }
         let token = result?;
         let Ok(claims) = decode_claims(token.expose()) else {
             // Opaque (or a JWT without exp): nothing tells how long it lives, so it is not kept.
