@@ -52,12 +52,7 @@ async fn exec_gives_the_child_credentials_and_its_exit_code() {
                 .to_string(),
         ]);
     let out = output(cmd).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = crate::support::stdout_json(&out);
     assert!(
         got["access_key_id"]
             .as_str()
@@ -158,13 +153,9 @@ async fn exec_gives_up_clearly_when_credentials_never_come() {
 // ---- credential-process
 
 fn process_json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = crate::support::stdout_json(out);
     assert!(out.stdout.len() < 8 * 1024);
-    serde_json::from_slice(&out.stdout).expect("json")
+    json
 }
 
 #[tokio::test]

@@ -204,12 +204,7 @@ async fn the_rust_sdk_imds_provider_gets_credentials() {
     })
     .await
     .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = crate::support::stdout_json(&out);
     assert_eq!(
         got["access_key_id"],
         stack.sts.issued()[0].access_key_id.as_str()

@@ -482,12 +482,7 @@ async fn credential_process_and_exec_serve_roles_anywhere_too() {
         cmd
     };
     let out = crate::support::output(base("credential-process")).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let json = crate::support::stdout_json(&out);
     assert_eq!(json["Version"], 1);
     assert!(
         json["AccessKeyId"]
@@ -506,12 +501,7 @@ async fn credential_process_and_exec_serve_roles_anywhere_too() {
             .to_string(),
     ]);
     let out = crate::support::output(exec).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = crate::support::stdout_json(&out);
     assert!(
         got.to_string().contains("ASIAFAKERA"),
         "the child's SDK got the fake's credentials: {got}"

@@ -31,12 +31,7 @@ async fn aws_config_reads_credentials_with_the_env_token() {
     })
     .await
     .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = crate::support::stdout_json(&out);
     let issued = &stack.sts.issued()[0];
     assert_eq!(got["access_key_id"], issued.access_key_id.as_str());
     assert_eq!(got["has_secret"], true);
@@ -62,12 +57,7 @@ async fn aws_config_reads_credentials_with_a_token_file() {
     })
     .await
     .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = crate::support::stdout_json(&out);
     assert_eq!(
         got["access_key_id"],
         stack.sts.issued()[0].access_key_id.as_str()

@@ -676,21 +676,11 @@ async fn an_opaque_token_is_fetched_for_every_call() {
     assert_eq!(runs, 3, "an opaque token must not be cached");
 }
 
-/// An unsigned JWT (the cache decodes claims; it does not verify signatures).
-fn unsigned_jwt(iat: i64, exp: i64) -> String {
-    use base64::Engine as _;
-    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.c2ln",
-        b64(r#"{"alg":"RS256","typ":"JWT"}"#.to_owned()),
-        b64(format!(r#"{{"sub":"app","iat":{iat},"exp":{exp}}}"#))
-    )
-}
-
 #[tokio::test]
 async fn half_life_counts_from_iat_and_an_old_token_is_kept_while_the_command_fails() {
     let world = World::new().await;
     let now = sts_sidecar::clock::now_unix();
+    let signer = sts_sidecar::testing::jwt::JwtSigner::generate("test").expect("key");
     for (name, iat, expect_runs) in [
         // Issued now, 4 h left: reused until 2 h from now.
         ("fresh", now, 1),
@@ -700,7 +690,10 @@ async fn half_life_counts_from_iat_and_an_old_token_is_kept_while_the_command_fa
         let script = world.path(name);
         let counter = world.path(&format!("{name}-count"));
         let token_file = world.path(&format!("{name}-token"));
-        std::fs::write(&token_file, unsigned_jwt(iat, now + 4 * 3600)).expect("token");
+        let jwt = signer
+            .sign(&serde_json::json!({"sub": "app", "iat": iat, "exp": now + 4 * 3600}))
+            .expect("sign");
+        std::fs::write(&token_file, jwt).expect("token");
         // Prints the token while the file exists; fails once it is gone.
         write_script(
             &script,

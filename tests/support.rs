@@ -315,6 +315,16 @@ pub async fn ready(role: &sts_sidecar::cache::RoleHandle) -> String {
     snapshot.credentials.access_key_id.clone()
 }
 
+/// The JSON a command printed on stdout, after checking it succeeded (its stderr shown if not).
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Runs `cmd` to completion with stdin closed, off the async runtime; its output.
 pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
     cmd.stdin(std::process::Stdio::null());
