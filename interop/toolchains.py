@@ -18,6 +18,7 @@ read the token file too). The Go SDKs are built in GOPATH mode against Debian's 
 (GO111MODULE=off, GOPROXY=off): no module download.
 """
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -169,8 +170,10 @@ JAVA_JAR = "feature_store_pyspark/jars/sagemaker-feature-store-spark-sdk-3.5.jar
 JAVA_SDK_VERSION = "aws-sdk-java-v2 2.55.9 (shaded, from PyPI sagemaker-feature-store-pyspark 2.2.2)"
 
 
+@functools.cache
 def java_client(pip):
-    """The Java client's command line (SDK fetched and client compiled on first use)."""
+    """The Java client's command line (SDK fetched and client compiled on first use; worked out
+    once per run, since every Java check asks for it)."""
     import zipfile
 
     for tool in ["java", "javac"]:
@@ -209,6 +212,7 @@ def java_client(pip):
 RUBY_SDK_VERSION = "aws-sdk-core 3.212.0 (Debian trixie) on Ruby 3.1 (Debian bookworm)"
 
 
+@functools.cache
 def ruby_client():
     """The Ruby client's command line and the variables it runs with (fetched on first use).
     Ruby runs from the extracted packages: its shared library and load path point there."""
