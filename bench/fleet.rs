@@ -2,7 +2,7 @@
 //!
 //! One process, paused tokio time. Every simulated sidecar runs the real refresher
 //! (`cache::spawn_role_with`: schedule, jitter, backoff, error classes, the serving floor) and
-//! the real identity-token cache (`token::TokenSource`) against two shared in-process upstreams:
+//! the real identity-token cache rules (`token::TokenCache`) against two shared in-process upstreams:
 //! a token service and an STS, each with a capacity (a token bucket) and a latency, answering
 //! `Throttling` (STS) or HTTP 429 (token service) beyond it and 503 while they are down. Only
 //! the network is simulated; every decision about when to call is the product's.
@@ -29,7 +29,8 @@ use sts_sidecar::backend::{self, Credentials, SecretAccessKey, SessionToken};
 use sts_sidecar::cache::{self, Policy, Refresh};
 use sts_sidecar::clock;
 use sts_sidecar::metrics::Metrics;
-use sts_sidecar::token::{self, Fetch, IdentityToken, Probe, Stamp, TokenSource};
+use sts_sidecar::token::cache::Lookup;
+use sts_sidecar::token::{self, IdentityToken, Stamp, TokenCache};
 
 const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -168,7 +169,7 @@ impl Upstream {
     }
 }
 
-/// One sidecar's view of the token service (the real `TokenSource` cache sits in front of it).
+/// One sidecar's view of the token service (the real `TokenCache` rules sit in front of it).
 #[derive(Debug)]
 struct SimTokenService {
     upstream: Arc<Upstream>,
@@ -179,15 +180,34 @@ struct SimTokenService {
     subject: String,
 }
 
-impl Fetch for SimTokenService {
-    async fn probe(&self) -> Result<Probe, token::Error> {
-        Ok(Probe {
-            stamp: Stamp::Nothing,
-            identity: None,
-        })
+impl SimTokenService {
+    /// A token through the product's cache rules ([`TokenCache`]), as `TokenSource::token`
+    /// applies them in front of a real source.
+    async fn token(&self, cache: &tokio::sync::Mutex<TokenCache>) -> Result<(), token::Error> {
+        let mut cache = cache.lock().await;
+        let keep_on_failure = match cache.lookup(&Stamp::Nothing, Instant::now()) {
+            Lookup::Use(..) => return Ok(()),
+            Lookup::Fetch {
+                keep_on_failure, ..
+            } => keep_on_failure,
+        };
+        let result = self.fetch().await;
+        cache
+            .settle(
+                result,
+                Stamp::Nothing,
+                keep_on_failure,
+                Instant::now(),
+                |exp| token::Error::Expired {
+                    origin: self.origin(),
+                    exp,
+                    hint: String::new(),
+                },
+            )
+            .map(|_| ())
     }
 
-    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, token::Error> {
+    async fn fetch(&self) -> Result<IdentityToken, token::Error> {
         let answer = self.upstream.admit(false);
         tokio::time::sleep(self.upstream.latency).await;
         match answer {
@@ -210,10 +230,6 @@ impl Fetch for SimTokenService {
                 hint: String::new(),
             }),
         }
-    }
-
-    fn metric_label(&self) -> &'static str {
-        "token_service"
     }
 
     fn origin(&self) -> String {
@@ -295,7 +311,8 @@ struct Record {
 
 #[derive(Debug)]
 struct Sidecar {
-    token: TokenSource<SimTokenService>,
+    token: SimTokenService,
+    cache: tokio::sync::Mutex<TokenCache>,
     sts: Arc<SimSts>,
     role: usize,
     role_arn: String,
@@ -305,7 +322,7 @@ struct Sidecar {
 
 impl Refresh for Sidecar {
     async fn fetch(&self) -> Result<Credentials, backend::Error> {
-        let result = match self.token.token().await {
+        let result = match self.token.token(&self.cache).await {
             Ok(_) => self.sts.assume(self.role, &self.role_arn).await,
             Err(e) => Err(backend::Error::Token(e)),
         };
@@ -338,7 +355,7 @@ impl Refresh for Sidecar {
     }
 
     async fn invalidate_token(&self) {
-        self.token.invalidate().await;
+        self.cache.lock().await.clear();
     }
 
     fn role_arn(&self) -> &str {
@@ -620,17 +637,15 @@ async fn run(job: Job) -> anyhow::Result<Outcome> {
                 // Role 0 is the one that may be denied: a tenth of the fleet.
                 let role = i % 10;
                 let sidecar = Sidecar {
-                    token: TokenSource::new(
-                        "token-service",
-                        SimTokenService {
-                            upstream: ts_up.clone(),
-                            first_age: age,
-                            used_first: AtomicBool::new(false),
-                            subject: format!("org:space:app-{role}"),
-                        },
-                        metrics.clone(),
-                    )
-                    .renewing_at_half_life(variant.renew_at_half_life),
+                    token: SimTokenService {
+                        upstream: ts_up.clone(),
+                        first_age: age,
+                        used_first: AtomicBool::new(false),
+                        subject: format!("org:space:app-{role}"),
+                    },
+                    cache: tokio::sync::Mutex::new(
+                        TokenCache::new().renewing_at_half_life(variant.renew_at_half_life),
+                    ),
                     sts: sts.clone(),
                     role,
                     role_arn: format!("arn:aws:iam::111122223333:role/app-{role}"),

@@ -1,7 +1,7 @@
 """Toolchains and SDKs for the interop clients that do not come from PyPI or npm.
 
 They come from Debian's archive, through apt-get's own client, into one cache folder outside the
-clone ($STS_SIDECAR_INTEROP_CACHE, default ~/.cache/sts-sidecar/interop, as pip and npm keep
+clone ($INTEROP_CACHE, default ~/.cache/sts-sidecar/interop, as pip and npm keep
 theirs, so that a fresh clone on the same machine fetches nothing): a private apt state per
 Debian release (its own package lists, so a fresh
 machine needs no `apt-get update` of the system's), `apt-get download` of pinned packages, and
@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("STS_SIDECAR_INTEROP_CACHE") or os.path.join(
+CACHE = os.environ.get("INTEROP_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
     "sts-sidecar", "interop")
 # Of the SDKs' service packages only these are built (the rest, most of the 1 GB, is removed).

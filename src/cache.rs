@@ -100,6 +100,24 @@ pub trait Refresh: Send + Sync + 'static {
     fn source(&self) -> String;
 }
 
+impl Refresh for backend::Backend {
+    async fn fetch(&self) -> Result<Credentials, backend::Error> {
+        backend::Backend::fetch(self).await
+    }
+
+    async fn invalidate_token(&self) {
+        backend::Backend::invalidate_token(self).await;
+    }
+
+    fn role_arn(&self) -> &str {
+        backend::Backend::role_arn(self)
+    }
+
+    fn source(&self) -> String {
+        backend::Backend::source(self)
+    }
+}
+
 /// One published credential set, ready to send.
 pub struct Snapshot {
     /// The credentials.
@@ -375,7 +393,7 @@ impl<B: Refresh> Refresher<B> {
             Ok(creds) => creds,
             Err(e) => {
                 self.metrics.count_refresh(&self.alias, outcome);
-                return Err(failed(e.class(), e.to_string()));
+                return Err(failed(e.class(), crate::report::chain(&e)));
             }
         };
         let lifetime = clock::until_unix(creds.expiration);

@@ -15,24 +15,41 @@
 //! 4. [`cache`]: one refresher task per role publishes credentials; readers only read.
 //! 5. [`server`]: the credentials endpoint and the admin endpoint.
 //!
-//! Around them: [`cli`] and [`cmd`] (one file per subcommand; `cmd::build` turns the config into
-//! sources and backends for all of them), [`config`] (file, environment and flags into one typed
-//! `Config`), [`clock`] (the only wall-clock reader), [`metrics`],
-//! [`telemetry`] and [`secret`] (redacting newtypes).
+//! Around them, dependencies flow one way: [`cli`] and [`cmd`] (one file per subcommand:
+//! arguments and exit codes) use [`app`] (the sidecar assembled from the config: sources,
+//! backends, listeners, refreshers), which uses [`config`] (file, variables and flags into one
+//! typed `Config`), which uses the pipeline modules above; at the bottom are leaves that know
+//! nothing of the rest: [`checker`] (configuration problems and origins), [`env`], [`clock`]
+//! (the only wall-clock reader), [`metrics`], [`report`] (errors in words), [`secret`]
+//! (redacting newtypes), [`telemetry`], and [`trust`] (IAM trust-policy evaluation for `check`).
+//! `python3 scripts/import-graph.py` prints the graph and fails on a cycle.
+//!
+//! # Following a credential
+//!
+//! From `main.rs` to the wire in eight files: `main.rs` (parse, dispatch) → `cmd/serve.rs`
+//! (load the config, bind) → `app.rs` (build sources and backends, start) → `token/cache.rs`
+//! (the identity token, cached) → `token/token_service.rs` (one kind of source) →
+//! `backend/sts.rs` (`AssumeRoleWithWebIdentity`) → `cache.rs` (the refresher publishes) →
+//! `server/credentials.rs` (the answer).
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod backend;
 pub mod cache;
+pub mod checker;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod env;
 pub mod identity;
 pub mod metrics;
+pub mod report;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod token;
+pub mod trust;

@@ -1,26 +1,34 @@
 //! The `sts-sidecar` binary: parse the command line, install logging, run the subcommand, and
 //! map its error to an exit code (0 ok, 64 configuration/usage, 1 runtime failure).
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use sts_sidecar::cli::{Cli, Command};
 use sts_sidecar::cmd::{self, EXIT_CONFIG};
-use sts_sidecar::config::{ENV_LOG, ENV_LOG_FORMAT, Env as _, ProcessEnv};
+use sts_sidecar::env::{Env as _, ProcessEnv};
+use sts_sidecar::telemetry::{ENV_LOG, ENV_LOG_FORMAT};
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             std::process::exit(if e.use_stderr() { EXIT_CONFIG } else { 0 });
         }
+    };
+    let Some((_, sub)) = matches.subcommand() else {
+        eprintln!("sts-sidecar: a subcommand is required (see --help)");
+        std::process::exit(EXIT_CONFIG);
     };
     let env = ProcessEnv;
     if let Err(e) = sts_sidecar::telemetry::init(
         env.var(ENV_LOG).as_deref(),
         env.var(ENV_LOG_FORMAT).as_deref(),
     ) {
-        eprintln!("sts-sidecar: {e}");
+        eprintln!("sts-sidecar: {}", sts_sidecar::report::chain(&e));
         std::process::exit(EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,10 +44,10 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Serve(args) => cmd::serve::run(args, &env).await.map(|()| 0),
-            Command::Exec(args) => cmd::exec::run(args, &env).await,
-            Command::CredentialProcess(args) => cmd::credential_process::run(args, &env).await,
-            Command::Check(args) => cmd::check::run(args, &env).await,
+            Command::Serve(args) => cmd::serve::run(args, sub, &env).await.map(|()| 0),
+            Command::Exec(args) => cmd::exec::run(args, sub, &env).await,
+            Command::CredentialProcess(args) => cmd::credential_process::run(args, sub, &env).await,
+            Command::Check(args) => cmd::check::run(args, sub, &env).await,
         }
     });
     match result {

@@ -13,6 +13,28 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+/// The log filter (`tracing` target syntax, default `info`).
+pub const ENV_LOG: &str = "STS_SIDECAR_LOG";
+/// The log format: `plain` (default) or `json`.
+pub const ENV_LOG_FORMAT: &str = "STS_SIDECAR_LOG_FORMAT";
+
+/// The levels a directive may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Why a log setting is wrong (the message names the variable).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The filter cannot be used.
+    #[error("{ENV_LOG}: {0}")]
+    Filter(String),
+    /// The format is neither plain nor json.
+    #[error("{ENV_LOG_FORMAT}: must be plain or json, got {0:?}")]
+    Format(String),
+    /// A logger was installed already.
+    #[error("cannot install the logger")]
+    Install(#[source] tracing_subscriber::util::TryInitError),
+}
+
 /// Dependency targets capped at `info` unless named in the filter.
 const CAPPED_TARGETS: [&str; 11] = [
     "aws_config",
@@ -31,13 +53,28 @@ const CAPPED_TARGETS: [&str; 11] = [
 /// The filter for a `STS_SIDECAR_LOG` value (default `info`): comma-separated `LEVEL` and
 /// `target=LEVEL` entries, e.g. `warn,sts_sidecar=debug`. (`Targets` rather than `EnvFilter`:
 /// the same syntax for what we need, without a regex engine in the binary.)
-pub fn filter(spec: Option<&str>) -> Result<Targets, String> {
+///
+/// A directive without `=` must be a level: tracing reads `warning` as the name of a target and
+/// would silence every other line, so a misspelled level is refused, naming the closest one.
+pub fn filter(spec: Option<&str>) -> Result<Targets, Error> {
     let spec = spec
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or("info");
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            let hint = crate::checker::closest(&level.to_ascii_lowercase(), LEVELS)
+                .map(|l| format!(" (did you mean {l}?)"))
+                .unwrap_or_default();
+            return Err(Error::Filter(format!(
+                "{level:?} in {spec:?} is not a level{hint}: use {} (alone, or as target=level)",
+                LEVELS.join(", ")
+            )));
+        }
+    }
     let mut filter = Targets::from_str(spec)
-        .map_err(|e| format!("{}: invalid filter {spec:?}: {e}", crate::config::ENV_LOG))?;
+        .map_err(|e| Error::Filter(format!("invalid filter {spec:?}: {e}")))?;
     // The targets the spec names itself, exactly: naming hyper_util must not lift hyper's cap.
     let named: Vec<&str> = spec
         .split(',')
@@ -57,7 +94,7 @@ pub fn filter(spec: Option<&str>) -> Result<Targets, String> {
 }
 
 /// Installs the global subscriber. Returns an error naming the variable that is wrong.
-pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), String> {
+pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), Error> {
     use std::io::IsTerminal as _;
     let filter = filter(spec)?;
     let registry = tracing_subscriber::registry().with(filter);
@@ -77,14 +114,9 @@ pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), String> {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
-        Some(other) => {
-            return Err(format!(
-                "{}: must be plain or json, got {other:?}",
-                crate::config::ENV_LOG_FORMAT
-            ));
-        }
+        Some(other) => return Err(Error::Format(other.to_owned())),
     };
-    result.map_err(|e| format!("cannot install the logger: {e}"))
+    result.map_err(Error::Install)
 }
 
 #[cfg(test)]
@@ -102,6 +134,20 @@ mod tests {
         let quiet = filter(Some("warn")).expect("filter");
         assert!(!quiet.would_enable("reqwest::connect", &Level::INFO));
         assert!(filter(Some("info,,=bogus")).is_err());
+    }
+
+    #[test]
+    fn a_word_that_is_not_a_level_is_refused() {
+        // See: issue #17 (STS_SIDECAR_LOG=warning silenced every line).
+        let e = filter(Some("warning"))
+            .expect_err("not a level")
+            .to_string();
+        assert!(
+            e.contains("STS_SIDECAR_LOG") && e.contains("did you mean warn?"),
+            "{e}"
+        );
+        assert!(filter(Some("sts_sidecar=verbose")).is_err());
+        assert!(filter(Some("WARN,sts_sidecar=debug")).is_ok());
     }
 
     #[test]

@@ -287,7 +287,7 @@ async fn a_listen_address_in_use_exits_1_naming_it() {
     let (code, err) = wait_exit(child).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("cannot listen on {addr} (server.listen)")),
+        err.contains(&format!("cannot listen on {addr} (--listen)")),
         "{err}"
     );
 }

@@ -465,7 +465,8 @@ async fn check_into_a_closed_pipe_ends_quietly() {
 #[tokio::test]
 async fn credential_process_fails_in_one_line_naming_what_is_missing() {
     // See: issue #10 (it asked the sidecar without a token and reported the 403; with no
-    // settings it printed several lines and exited 64, while its help promises one line and 1).
+    // settings it printed several lines). See: issue #17 (configuration errors exit 64, as the
+    // README promises, still in one line).
     let out = output({
         let mut c = Command::new(BIN);
         c.env_clear()
@@ -477,7 +478,7 @@ async fn credential_process_fails_in_one_line_naming_what_is_missing() {
         c
     })
     .await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
@@ -494,7 +495,7 @@ async fn credential_process_fails_in_one_line_naming_what_is_missing() {
         c
     })
     .await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use sts_sidecar::config::{AuthSource, Config, Overrides, RoleBackend, SourceSettings, flag_names};
+use sts_sidecar::config::{AuthSource, Config, Overrides, RoleBackend};
+use sts_sidecar::token::Settings as SourceSettings;
 
 #[derive(serde::Deserialize)]
 struct Cases {
@@ -29,15 +30,18 @@ struct Case {
     error_contains: Option<Vec<String>>,
 }
 
-fn overrides(flags: &HashMap<String, String>) -> Overrides {
-    let known: Vec<&str> = flag_names().collect();
-    let mut o = Overrides::default();
-    for (k, v) in flags {
-        let name = k.replace('_', "-");
-        assert!(known.contains(&name.as_str()), "unknown flag {k} in a case");
-        o.set(&name, v.clone());
+/// The flags as a command line, parsed as `serve` parses it (with the case's variables).
+fn overrides(
+    flags: &HashMap<String, String>,
+    env: &HashMap<String, String>,
+) -> Result<Overrides, String> {
+    let mut names: Vec<&String> = flags.keys().collect();
+    names.sort();
+    let mut argv = Vec::new();
+    for name in names {
+        argv.push(format!("--{}={}", name.replace('_', "-"), flags[name]));
     }
-    o
+    Overrides::from_args(argv, env).map_err(|e| e.to_string())
 }
 
 fn token_service(config: &Config) -> &sts_sidecar::token::token_service::Settings {
@@ -76,7 +80,7 @@ fn field(config: &Config, name: &str) -> String {
         "source" => role.source().unwrap_or("").to_owned(),
         "source_kind" => config
             .source(role.source().unwrap_or(""))
-            .map(|s| s.settings.kind().to_owned())
+            .map(|s| s.settings.kind().to_string())
             .unwrap_or_default(),
         "sources" => config
             .sources
@@ -138,19 +142,17 @@ fn config_cases() {
         let mut env = cases.defaults.env.clone();
         env.extend(case.env.clone());
         env.retain(|_, v| !v.is_empty());
-        let result = Config::parse(
-            case.file.as_deref().map(|f| (f, "case.toml")),
-            &overrides(&case.flags),
-            &env,
-        );
+        let result = overrides(&case.flags, &env).and_then(|flags| {
+            Config::parse(case.file.as_deref().map(|f| (f, "case.toml")), &flags, &env)
+                .map_err(|e| e.to_string())
+        });
         match (&case.expect, &case.error_contains, result) {
             (Some(expect), None, Ok(config)) => {
                 for (name, want) in expect {
                     assert_eq!(&field(&config, name), want, "{}: {name}", case.name);
                 }
             }
-            (None, Some(wanted), Err(e)) => {
-                let text = e.to_string();
+            (None, Some(wanted), Err(text)) => {
                 for want in wanted {
                     assert!(
                         text.contains(want.as_str()),
@@ -185,7 +187,7 @@ fn reads_the_file_named_by_sts_sidecar_config() {
     let config = Config::load(&Overrides::default(), &env).expect("loads");
     assert_eq!(token_service(&config).url, "https://c.example.com");
     let mut missing = Overrides::default();
-    missing.config = Some(dir.path().join("nope.toml"));
+    missing.common.config = Some(dir.path().join("nope.toml"));
     let e = Config::load(&missing, &env)
         .expect_err("missing file")
         .to_string();
@@ -238,7 +240,11 @@ fn the_reference_config_s_source_examples_parse_when_uncommented() {
         &env,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let kinds: Vec<&str> = config.sources.iter().map(|s| s.settings.kind()).collect();
+    let kinds: Vec<&str> = config
+        .sources
+        .iter()
+        .map(|s| s.settings.kind().name())
+        .collect();
     for kind in [
         "token-service",
         "file",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use sts_sidecar::app;
 use sts_sidecar::backend::{Backend, ErrorClass, x509_sign};
-use sts_sidecar::cmd::serve;
 use sts_sidecar::config::{Config, Overrides};
 use sts_sidecar::metrics::Metrics;
 use sts_sidecar::testing::fake_roles_anywhere::{FakeRolesAnywhere, RaReply};
@@ -67,7 +67,7 @@ impl World {
     }
 
     async fn backend(&self, config: &Config) -> Backend {
-        let built = sts_sidecar::cmd::build(config, &Arc::new(Metrics::new()))
+        let built = sts_sidecar::app::build(config, &Arc::new(Metrics::new()))
             .await
             .expect("build");
         built.roles.into_iter().next().expect("a role").1
@@ -299,8 +299,8 @@ async fn served_after_a_cold_start_outage_and_through_a_rotation_beside_a_web_id
     .unwrap_or_else(|e| panic!("{e}"));
     // The first CreateSession meets an outage: the refresher retries it like an STS 5xx.
     world.ra.push_reply(RaReply::Status(503));
-    let auth = serve::auth(&config).expect("auth");
-    let sidecar = serve::start(
+    let auth = app::auth(&config).expect("auth");
+    let sidecar = app::start(
         &config,
         auth,
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),

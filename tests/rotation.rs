@@ -2,6 +2,7 @@
 //! errors for files that are missing, expired or never match. Uses the token source the
 //! refresher uses, over real mTLS to the fake token service.
 
+use crate::support::Chain as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +141,7 @@ async fn a_key_that_never_matches_is_reported_with_both_paths() {
         .token()
         .await
         .expect_err("mismatch")
-        .to_string();
+        .chain();
     assert!(e.contains("does not match"), "{e}");
     assert!(
         e.contains(&stack.pki.key_path().display().to_string()),
@@ -165,7 +166,7 @@ async fn an_expired_certificate_is_reported() {
         .token()
         .await
         .expect_err("expired")
-        .to_string();
+        .chain();
     assert!(e.contains("expired") && e.contains("instance.crt"), "{e}");
 }
 
@@ -200,7 +201,7 @@ async fn missing_files_name_the_variable_and_the_path() {
         .token()
         .await
         .expect_err("missing")
-        .to_string();
+        .chain();
     assert!(
         e.contains("CF_INSTANCE_CERT") && e.contains("/nonexistent/instance.crt"),
         "{e}"
@@ -218,7 +219,7 @@ async fn token_service_failures_are_named() {
         (TokenReply::Html, "an HTML page"),
         (TokenReply::Empty, "an empty body"),
         (TokenReply::NotJwt, "not three dot-separated"),
-        (TokenReply::ExpiredToken, "already expired"),
+        (TokenReply::ExpiredToken, "expired at"),
         (TokenReply::Slow(Duration::from_secs(10)), "timed out"),
     ];
     for (reply, expected) in cases {
@@ -227,10 +228,10 @@ async fn token_service_failures_are_named() {
             .token()
             .await
             .expect_err("failure")
-            .to_string();
+            .chain();
         assert!(e.contains(expected), "{reply:?}: {e}");
         assert!(
-            e.contains(&stack.token_service.url()) || expected == "already expired",
+            e.contains(&stack.token_service.url()) || expected == "expired at",
             "{reply:?}: {e}"
         );
     }
@@ -243,7 +244,7 @@ async fn token_service_failures_are_named() {
         .token()
         .await
         .expect_err("down")
-        .to_string();
+        .chain();
     assert!(
         e.contains("cannot reach the token service at https://127.0.0.1:9/token"),
         "{e}"
@@ -269,7 +270,7 @@ async fn tls_failures_at_the_token_service_are_named() {
         .token()
         .await
         .expect_err("untrusted")
-        .to_string();
+        .chain();
     assert!(
         e.contains("cannot reach the token service") && e.contains("invalid peer certificate"),
         "{e}"
@@ -288,7 +289,7 @@ async fn tls_failures_at_the_token_service_are_named() {
         .token()
         .await
         .expect_err("expired")
-        .to_string();
+        .chain();
     assert!(
         e.contains("invalid peer certificate: certificate expired"),
         "{e}"

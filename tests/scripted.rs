@@ -94,6 +94,7 @@ impl Scripted {
                 return Err(Error::Transport {
                     role_arn: self.role_arn.clone(),
                     detail: format!("scripted {} failure", class.label()),
+                    source: None,
                     class,
                 });
             }

@@ -81,7 +81,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     let config = Stack::config_from(&stack.toml(), &env);
     let auth_error = format!(
         "{:#}",
-        sts_sidecar::cmd::serve::auth(&config).expect_err("newline refused")
+        sts_sidecar::app::auth(&config).expect_err("newline refused")
     );
     assert!(auth_error.contains("newline"), "{auth_error}");
 
@@ -250,14 +250,14 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
     idp.push_reply(Endpoint::OAuth, IdpReply::NoAudience);
     let config = Config::parse(Some((&toml, "secrets.toml")), &Overrides::default(), &env)
         .unwrap_or_else(|e| panic!("{e}"));
-    let auth = sts_sidecar::cmd::serve::auth(&config).expect("auth");
+    let auth = sts_sidecar::app::auth(&config).expect("auth");
     let creds = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let sidecar = sts_sidecar::cmd::serve::start(&config, auth, creds, admin)
+    let sidecar = sts_sidecar::app::start(&config, auth, creds, admin)
         .await
         .expect("start");
     for alias in ["default", "gcp", "oidc", "gh", "cmd", "ra"] {
@@ -290,7 +290,7 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
     let oidc = config.source("oidc").expect("oidc");
     let source = sts_sidecar::token::TokenSource::new(
         "oidc",
-        sts_sidecar::token::Source::from_settings(&oidc.settings).expect("source"),
+        sts_sidecar::token::Source::new(&oidc.settings).expect("source"),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     );
     let e = source.token().await.expect_err("invalid_client");

@@ -3,12 +3,13 @@
 //! credentials, GitHub Actions and a command, each against a fake that fails on purpose; a
 //! source shared by two roles is fetched once; the token cache's rules in advanced time.
 
+use crate::support::Chain as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sts_sidecar::cmd::serve::{self, Sidecar};
+use sts_sidecar::app::{self, Sidecar};
 use sts_sidecar::config::{Config, Overrides};
 use sts_sidecar::metrics::Metrics;
 use sts_sidecar::testing::fake_idp::{
@@ -83,12 +84,10 @@ impl World {
     }
 
     async fn serve(&self, config: &Config) -> Sidecar {
-        let auth = serve::auth(config).expect("auth");
+        let auth = app::auth(config).expect("auth");
         let creds = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        serve::start(config, auth, creds, admin)
-            .await
-            .expect("start")
+        app::start(config, auth, creds, admin).await.expect("start")
     }
 
     async fn get(&self, sidecar: &Sidecar, path: &str) -> (u16, serde_json::Value) {
@@ -147,7 +146,7 @@ impl World {
         let name = config.roles[0].source().expect("a web-identity role");
         TokenSource::new(
             name,
-            Source::from_settings(&config.source(name).expect("source").settings).expect("build"),
+            Source::new(&config.source(name).expect("source").settings).expect("build"),
             Arc::new(Metrics::new()),
         )
     }
@@ -240,9 +239,12 @@ async fn a_kubelet_symlink_swap_is_picked_up() {
     .expect("w");
     std::os::unix::fs::symlink("..2026_01", root.join("..data")).expect("link");
     std::os::unix::fs::symlink("..data/token", root.join("token")).expect("link");
-    let mut flags = Overrides::default();
-    flags.set("token-file", root.join("token").display().to_string());
-    flags.set("role-arn", ROLE_ARN);
+    let flags = crate::support::flags(&[
+        "--token-file",
+        &root.join("token").display().to_string(),
+        "--role-arn",
+        ROLE_ARN,
+    ]);
     let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
     let source = world.token_source(&config);
     let (_, claims) = source.token().await.expect("token");
@@ -297,9 +299,7 @@ async fn the_irsa_variables_alone_configure_the_default_role() {
 async fn the_gcp_metadata_server_is_asked_with_the_flavor_header() {
     let mut world = World::new().await;
     world.set_env("GCE_METADATA_HOST", world.idp.host());
-    let mut flags = Overrides::default();
-    flags.set("source", "gcp-metadata");
-    flags.set("role-arn", ROLE_ARN);
+    let flags = crate::support::flags(&["--source", "gcp-metadata", "--role-arn", ROLE_ARN]);
     let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
     let sidecar = world.serve(&config).await;
     world.ready(&sidecar).await;
@@ -339,7 +339,7 @@ async fn gcp_metadata_failures_are_named() {
         (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
     ] {
         world.idp.push_reply(Endpoint::Metadata, reply.clone());
-        let e = source.token().await.expect_err("failure").to_string();
+        let e = source.token().await.expect_err("failure").chain();
         assert!(e.contains(expected), "{reply:?}: {e}");
         assert!(
             e.contains(&world.idp.host()),
@@ -368,13 +368,20 @@ async fn oidc_client_credentials_with_basic_auth_or_in_the_body() {
     let secret = world.path("secret");
     std::fs::write(&secret, format!("{OIDC_CLIENT_SECRET}\n")).expect("secret");
     // Basic auth, endpoint from flags.
-    let mut flags = Overrides::default();
-    flags.set("oidc-token-url", world.idp.token_url());
-    flags.set("oidc-client-id", OIDC_CLIENT_ID);
-    flags.set("oidc-client-secret-file", secret.display().to_string());
-    flags.set("oidc-scope", "sts/assume");
-    flags.set("audience", "sts.amazonaws.com");
-    flags.set("role-arn", ROLE_ARN);
+    let flags = crate::support::flags(&[
+        "--oidc-token-url",
+        &world.idp.token_url(),
+        "--oidc-client-id",
+        OIDC_CLIENT_ID,
+        "--oidc-client-secret-file",
+        &secret.display().to_string(),
+        "--oidc-scope",
+        "sts/assume",
+        "--audience",
+        "sts.amazonaws.com",
+        "--role-arn",
+        ROLE_ARN,
+    ]);
     let config = world.parse("", &flags).unwrap_or_else(|e| panic!("{e}"));
     let sidecar = world.serve(&config).await;
     world.ready(&sidecar).await;
@@ -481,7 +488,7 @@ async fn oidc_failures_surface_with_their_description() {
         (IdpReply::Slow(Duration::from_secs(3)), "timed out"),
     ] {
         world.idp.push_reply(Endpoint::OAuth, reply.clone());
-        let e = source.token().await.expect_err("failure").to_string();
+        let e = source.token().await.expect_err("failure").chain();
         assert!(e.contains(expected), "{reply:?}: {e}");
     }
 }
@@ -537,14 +544,9 @@ async fn a_rejected_oidc_token_is_fetched_again_once() {
 #[tokio::test]
 async fn github_actions_tokens_come_from_the_job_variables() {
     let mut world = World::new().await;
-    let mut flags = Overrides::default();
-    flags.set("source", "github-actions");
-    flags.set("role-arn", ROLE_ARN);
+    let flags = crate::support::flags(&["--source", "github-actions", "--role-arn", ROLE_ARN]);
     // Without `permissions: id-token: write` the variables are missing: a config error.
-    let e = world
-        .parse("", &flags)
-        .expect_err("no variables")
-        .to_string();
+    let e = world.parse("", &flags).expect_err("no variables").chain();
     assert!(
         e.contains("ACTIONS_ID_TOKEN_REQUEST_URL: ACTIONS_ID_TOKEN_REQUEST_URL is not set")
             && e.contains("permissions: id-token: write")
@@ -640,7 +642,7 @@ async fn commands_that_fail_hang_or_flood_are_stopped_and_named() {
             .token()
             .await
             .expect_err("failure")
-            .to_string();
+            .chain();
         assert!(e.contains(expected), "{body}: {e}");
         assert!(e.contains(&format!("the command cmd{i}")), "{e}");
         assert!(

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sts_sidecar::cmd::serve::{self, Sidecar};
+use sts_sidecar::app::{self, Sidecar};
 use sts_sidecar::config::{Config, Overrides};
 use sts_sidecar::testing::fake_sts::FakeSts;
 use sts_sidecar::testing::fake_token_service::FakeTokenService;
@@ -38,7 +38,7 @@ pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
         .settings;
     TokenSource::new(
         name,
-        Source::from_settings(settings).expect("source"),
+        Source::new(settings).expect("source"),
         std::sync::Arc::new(sts_sidecar::metrics::Metrics::new()),
     )
 }
@@ -46,7 +46,7 @@ pub fn token_source_for(config: &Config) -> sts_sidecar::token::TokenSource {
 /// The token-service settings of `config` (the stack's only source).
 pub fn token_service(config: &Config) -> &sts_sidecar::token::token_service::Settings {
     match config.sources.iter().map(|s| &s.settings).next() {
-        Some(sts_sidecar::config::SourceSettings::TokenService(s)) => s,
+        Some(sts_sidecar::token::Settings::TokenService(s)) => s,
         _ => panic!("the stack's config has no token-service source"),
     }
 }
@@ -178,11 +178,11 @@ timeout_secs = 3
 
     pub async fn start_sidecar(&mut self) {
         let config = self.config();
-        let auth = serve::auth(&config).expect("auth");
+        let auth = app::auth(&config).expect("auth");
         let creds = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         self.sidecar = Some(
-            serve::start(&config, auth, creds, admin)
+            app::start(&config, auth, creds, admin)
                 .await
                 .expect("start"),
         );
@@ -331,4 +331,22 @@ pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("run"))
         .await
         .expect("join")
+}
+
+/// Flags as typed after `serve` (no `STS_SIDECAR_*` variables).
+pub fn flags(args: &[&str]) -> sts_sidecar::config::Overrides {
+    sts_sidecar::config::Overrides::from_args(args, &HashMap::new())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An error with its causes, as the product prints it.
+pub trait Chain {
+    /// The message and every cause on one line.
+    fn chain(&self) -> String;
+}
+
+impl<E: std::error::Error> Chain for E {
+    fn chain(&self) -> String {
+        sts_sidecar::report::chain(self)
+    }
 }

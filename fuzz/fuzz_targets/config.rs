@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use sts_sidecar::config::{Config, Overrides, parse_role_arn};
+use sts_sidecar::backend::arn::role_account;
+use sts_sidecar::config::{Config, Overrides};
 
 const AUTH: &str = "fuzz-config-auth-token-5feceb66ffc86f38d952786c6d696c79";
 
@@ -50,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
                     role.session_name
                 );
                 assert!(
-                    parse_role_arn(&role.arn).is_some(),
+                    role_account(&role.arn).is_some(),
                     "accepted ARN {:?}",
                     role.arn
                 );

@@ -6,16 +6,35 @@
 //! exactly one upstream call (no retries: the refresher in `cache.rs` owns retry policy, so one
 //! refresh is one STS call). Errors carry an [`ErrorClass`] that tells the refresher what to do.
 
+pub mod arn;
 pub mod roles_anywhere;
 pub mod sts;
 pub mod x509_sign;
+
+use std::time::Duration;
 
 use serde::Serialize;
 
 pub use roles_anywhere::RolesAnywhere;
 pub use sts::Sts;
 
-use crate::token;
+use crate::token::{self, Claims};
+
+/// A cause kept with an error, whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The role a backend assumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// The IAM role ARN.
+    pub arn: String,
+    /// Its 12-digit account.
+    pub account_id: String,
+    /// The session name (valid for STS).
+    pub session_name: String,
+    /// The session duration.
+    pub duration: Duration,
+}
 
 crate::secret::secret_string!(
     /// The secret half of an AWS access key.
@@ -162,7 +181,7 @@ impl Backend {
         match self {
             Backend::Sts(sts) => (
                 sts.token_source().name(),
-                sts.token_source().source().kind(),
+                sts.token_source().source().kind().name(),
             ),
             Backend::RolesAnywhere(_) => ("roles-anywhere", "roles-anywhere"),
         }
@@ -174,24 +193,6 @@ impl Backend {
             Backend::Sts(sts) => sts.token_source().describe(),
             Backend::RolesAnywhere(ra) => ra.describe(),
         }
-    }
-}
-
-impl crate::cache::Refresh for Backend {
-    async fn fetch(&self) -> Result<Credentials, Error> {
-        Backend::fetch(self).await
-    }
-
-    async fn invalidate_token(&self) {
-        Backend::invalidate_token(self).await;
-    }
-
-    fn role_arn(&self) -> &str {
-        Backend::role_arn(self)
-    }
-
-    fn source(&self) -> String {
-        Backend::source(self)
     }
 }
 
@@ -250,6 +251,9 @@ pub enum Error {
         code: Option<String>,
         /// What went wrong.
         detail: String,
+        /// The cause (a transport error), if any.
+        #[source]
+        source: Option<BoxError>,
         /// What to do about it.
         class: ErrorClass,
     },
@@ -270,10 +274,24 @@ pub enum Error {
     Transport {
         /// The role.
         role_arn: String,
-        /// What went wrong, with causes.
+        /// What went wrong, in words.
         detail: String,
+        /// The cause (a connection error, say), if any.
+        #[source]
+        source: Option<BoxError>,
         /// What to do about it.
         class: ErrorClass,
+    },
+    /// The backend could not be set up (before any network call).
+    #[error("role {role_arn}: {detail}")]
+    Setup {
+        /// The role.
+        role_arn: String,
+        /// What is wrong.
+        detail: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
     },
 }
 
@@ -285,9 +303,33 @@ impl Error {
             // metrics must show (`outcome="throttled"`), not an identity problem.
             Error::Token(token::Error::Status { status: 429, .. }) => ErrorClass::Throttled,
             Error::Token(_) | Error::Identity(_) => ErrorClass::Identity,
+            Error::Setup { .. } => ErrorClass::Denied,
             Error::Sts { class, .. }
             | Error::Transport { class, .. }
             | Error::RolesAnywhere { class, .. } => *class,
+        }
+    }
+
+    /// What the user should do about it (printed by `check`), given the claims of the identity
+    /// token that was sent (when it is a JWT) and the role.
+    pub fn hint(&self, claims: Option<&Claims>, role: &Role) -> String {
+        match self {
+            Error::Token(inner) => inner.hint(),
+            Error::Identity(inner) => inner.hint(),
+            Error::RolesAnywhere { code, detail, .. } => {
+                roles_anywhere::hint(code.as_deref(), detail, &role.arn)
+            }
+            Error::Sts { code, message, .. } => sts::hint(code, message, claims, role),
+            Error::Transport { class, .. } => match class {
+                ErrorClass::Unavailable | ErrorClass::Throttled => "check --sts-region / \
+                                                                    --sts-endpoint (or \
+                                                                    AWS_ENDPOINT_URL_STS) and \
+                                                                    HTTPS_PROXY"
+                    .to_owned(),
+                _ => "the STS endpoint answered something that is not STS: check --sts-endpoint"
+                    .to_owned(),
+            },
+            Error::Setup { .. } => "fix the role's configuration".to_owned(),
         }
     }
 }

@@ -21,8 +21,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::x509_sign::{self, SigningKey};
-use super::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
-use crate::identity::IdentityFiles;
+use super::{Credentials, Error, ErrorClass, Role, SecretAccessKey, SessionToken};
+use crate::identity::{IdentityFiles, LeafInfo};
 use crate::metrics::Metrics;
 
 /// A Roles Anywhere role, as configured.
@@ -46,23 +46,21 @@ pub struct Settings {
     pub identity: IdentityFiles,
 }
 
-/// The parts of a Roles Anywhere ARN: `arn:<partition>:rolesanywhere:<region>:<account>:<kind>/<id>`.
-pub fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
-    let [_, partition, service, region, account, res] = crate::config::split_arn(arn)?;
-    if service != "rolesanywhere" {
-        return None;
+impl Settings {
+    /// The settings in one line, for `check`.
+    pub fn describe(&self) -> String {
+        format!(
+            "Roles Anywhere at {} (from {}), trust anchor {}, profile {}{}",
+            self.endpoint,
+            self.endpoint_origin,
+            self.trust_anchor_arn,
+            self.profile_arn,
+            self.session_name
+                .as_ref()
+                .map(|n| format!(", session {n}"))
+                .unwrap_or_default()
+        )
     }
-    let id = res.strip_prefix(kind)?.strip_prefix('/')?;
-    let ok = partition.starts_with("aws")
-        && !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !id.is_empty()
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    ok.then_some((region, account))
 }
 
 /// The default endpoint for `region`: regional, FIPS and/or dual-stack.
@@ -122,34 +120,58 @@ struct AssumedRoleUser {
 }
 
 impl RolesAnywhere {
-    /// A client for `role_arn` (in `account_id`); makes no network call.
+    /// A client for `role`; makes no network call.
     pub fn new(
         settings: &Settings,
-        role_arn: &str,
-        account_id: &str,
-        duration: Duration,
+        role: &Role,
         metrics: std::sync::Arc<Metrics>,
-    ) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&settings.endpoint).map_err(|e| e.to_string())?;
+    ) -> Result<Self, Error> {
+        let setup = |detail: String, source: Option<super::BoxError>| Error::Setup {
+            role_arn: role.arn.clone(),
+            detail,
+            source,
+        };
+        let base = reqwest::Url::parse(&settings.endpoint).map_err(|e| {
+            setup(
+                format!(
+                    "the Roles Anywhere endpoint {} is not a URL",
+                    settings.endpoint
+                ),
+                Some(Box::new(e)),
+            )
+        })?;
         let host = match (base.host_str(), base.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
-            (None, _) => return Err(format!("{} has no host", settings.endpoint)),
+            (None, _) => {
+                return Err(setup(
+                    format!(
+                        "the Roles Anywhere endpoint {} has no host",
+                        settings.endpoint
+                    ),
+                    None,
+                ));
+            }
         };
-        let query = x509_sign::query(&settings.profile_arn, role_arn, &settings.trust_anchor_arn);
+        let query = x509_sign::query(&settings.profile_arn, &role.arn, &settings.trust_anchor_arn);
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sts-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| crate::token::chain(&e))?;
+            .map_err(|e| {
+                setup(
+                    "cannot set up the HTTP client".to_owned(),
+                    Some(Box::new(e)),
+                )
+            })?;
         Ok(Self {
             url: format!("{}/sessions?{query}", settings.endpoint),
             settings: settings.clone(),
-            role_arn: role_arn.to_owned(),
-            account_id: account_id.to_owned(),
-            duration_secs: duration.as_secs(),
+            role_arn: role.arn.clone(),
+            account_id: role.account_id.clone(),
+            duration_secs: role.duration.as_secs(),
             host,
             query,
             client,
@@ -233,7 +255,7 @@ impl RolesAnywhere {
             chain: chain_header.as_deref(),
         };
         let authorization = x509_sign::sign(&key, &pair.leaf.serial, &request)
-            .map_err(|why| self.failed(None, why, ErrorClass::Identity))?;
+            .map_err(|why| self.failed(None, why.to_string(), ErrorClass::Identity))?;
         let mut call = self
             .client
             .post(&self.url)
@@ -253,11 +275,11 @@ impl RolesAnywhere {
                 self.metrics
                     .observe_upstream("rolesanywhere", false, started.elapsed());
                 let detail = if e.is_timeout() {
-                    "timed out".to_owned()
+                    "timed out"
                 } else {
-                    crate::token::chain(&e)
+                    "cannot reach Roles Anywhere"
                 };
-                return Err(self.failed(None, detail, ErrorClass::Unavailable));
+                return Err(self.transport(detail, e));
             }
         };
         let status = response.status();
@@ -269,7 +291,7 @@ impl RolesAnywhere {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.failed(None, crate::token::chain(&e), ErrorClass::Unavailable))?;
+            .map_err(|e| self.transport("the answer could not be read", e))?;
         self.metrics
             .observe_upstream("rolesanywhere", status.is_success(), started.elapsed());
         if !status.is_success() {
@@ -283,7 +305,18 @@ impl RolesAnywhere {
             role_arn: self.role_arn.clone(),
             code,
             detail,
+            source: None,
             class,
+        }
+    }
+
+    fn transport(&self, detail: &str, e: reqwest::Error) -> Error {
+        Error::RolesAnywhere {
+            role_arn: self.role_arn.clone(),
+            code: None,
+            detail: detail.to_owned(),
+            source: Some(Box::new(e)),
+            class: ErrorClass::Unavailable,
         }
     }
 
@@ -352,6 +385,67 @@ impl RolesAnywhere {
     }
 }
 
+/// What Roles Anywhere will make of a certificate, for `check`: the principal tags it sets
+/// (`aws:PrincipalTag/x509Subject/CN = ...`), a note when the subject has several values of one
+/// attribute (Diego's OUs), the source identity, and the trust policy the role needs.
+pub fn describe_certificate(leaf: &LeafInfo, trust_anchor_arn: &str) -> Vec<String> {
+    let mut out = vec!["principal tags Roles Anywhere sets from the certificate:".to_owned()];
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (name, _) in &leaf.subject_attributes {
+        *counts.entry(name.as_str()).or_default() += 1;
+    }
+    for (name, value) in &leaf.subject_attributes {
+        out.push(format!(
+            "      aws:PrincipalTag/x509Subject/{name} = {value}"
+        ));
+    }
+    for (name, value) in &leaf.issuer_attributes {
+        out.push(format!(
+            "      aws:PrincipalTag/x509Issuer/{name} = {value}"
+        ));
+    }
+    for (kind, value) in leaf.san.iter().filter(|(k, _)| k == "DNS" || k == "URI") {
+        out.push(format!("      aws:PrincipalTag/x509SAN/{kind} = {value}"));
+    }
+    let mut repeated: Vec<(&&str, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    repeated.sort();
+    if let Some((name, n)) = repeated.first() {
+        out.push(format!(
+            "      note        the subject has {n} {name} values (Diego puts org, space and app \
+             in one multi-valued RDN); how Roles Anywhere turns several values of one attribute \
+             into tags is not documented, so the lines above show one per value and conditions \
+             on {name} are unverified: prefer CN or test them"
+        ));
+    }
+    let cn = leaf
+        .subject_attributes
+        .iter()
+        .find(|(n, _)| n == "CN")
+        .map_or("(no CN)", |(_, v)| v.as_str());
+    out.push(format!("      source identity {cn} (the subject CN)"));
+    out.push("trust policy of the role:".to_owned());
+    out.push("      Principal   {\"Service\": \"rolesanywhere.amazonaws.com\"}".to_owned());
+    out.push("      Action      sts:AssumeRole, sts:TagSession, sts:SetSourceIdentity".to_owned());
+    out.push(format!(
+        "      Condition   \"ArnEquals\": {{\"aws:SourceArn\": \"{trust_anchor_arn}\"}}"
+    ));
+    let app_ou = leaf
+        .organizational_units
+        .iter()
+        .find(|ou| ou.starts_with("app:"));
+    out.push(match app_ou {
+        // Diego: the instance GUID changes with every instance; the app guid does not.
+        Some(ou) => format!(
+            "      Condition   \"StringLike\": {{\"aws:PrincipalTag/x509Subject/OU\": \"*{ou}*\"}}  \
+             (unverified: see the note on several OU values)"
+        ),
+        None => format!(
+            "      Condition   \"StringEquals\": {{\"aws:PrincipalTag/x509Subject/CN\": \"{cn}\"}}"
+        ),
+    });
+    out
+}
+
 /// What to do about an error answer.
 pub fn classify(status: u16, code: Option<&str>) -> ErrorClass {
     match code {
@@ -389,32 +483,6 @@ pub fn hint(code: Option<&str>, detail: &str, role_arn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_roles_anywhere_arns() {
-        assert_eq!(
-            parse_arn(
-                "arn:aws:rolesanywhere:us-east-2:291738886548:trust-anchor/a545a1fc-5d86",
-                "trust-anchor"
-            ),
-            Some(("us-east-2", "291738886548"))
-        );
-        assert_eq!(
-            parse_arn(
-                "arn:aws:rolesanywhere:us-east-2:291738886548:profile/x",
-                "trust-anchor"
-            ),
-            None
-        );
-        assert_eq!(
-            parse_arn("arn:aws:iam::291738886548:role/x", "profile"),
-            None
-        );
-        assert_eq!(
-            parse_arn("arn:aws:rolesanywhere:us-east-2:2917:profile/x", "profile"),
-            None
-        );
-    }
 
     #[test]
     fn endpoints_follow_the_region_fips_and_dual_stack() {

@@ -9,14 +9,15 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::http::HttpResponse;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role_with_web_identity::{
     AssumeRoleWithWebIdentityError, AssumeRoleWithWebIdentityOutput,
 };
 
-use super::{Credentials, Error, ErrorClass, SecretAccessKey, SessionToken};
+use super::{Credentials, Error, ErrorClass, Role, SecretAccessKey, SessionToken};
 use crate::metrics::Metrics;
-use crate::token::TokenSource;
+use crate::token::{Claims, TokenSource};
+use crate::trust::Trust;
 
 /// Where and how to call STS.
 #[derive(Debug, Clone)]
@@ -34,9 +35,7 @@ pub struct StsSettings {
 pub struct Sts {
     client: aws_sdk_sts::Client,
     token: Arc<TokenSource>,
-    role_arn: String,
-    account_id: String,
-    session_name: String,
+    role: Role,
     duration_secs: i32,
     metrics: Arc<Metrics>,
 }
@@ -80,30 +79,25 @@ fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
 }
 
 impl Sts {
-    /// A backend for one role. `account_id` is the 12-digit account from `role_arn`.
+    /// A backend for `role`, with tokens from `token`.
     pub fn new(
         client: aws_sdk_sts::Client,
         token: Arc<TokenSource>,
-        role_arn: String,
-        account_id: String,
-        session_name: String,
-        duration: Duration,
+        role: Role,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
             token,
-            role_arn,
-            account_id,
-            session_name,
-            duration_secs: i32::try_from(duration.as_secs()).unwrap_or(43_200),
+            duration_secs: i32::try_from(role.duration.as_secs()).unwrap_or(43_200),
+            role,
             metrics,
         }
     }
 
     /// The role ARN.
     pub fn role_arn(&self) -> &str {
-        &self.role_arn
+        &self.role.arn
     }
 
     /// The identity token source.
@@ -118,15 +112,20 @@ impl Sts {
         let result = self
             .client
             .assume_role_with_web_identity()
-            .role_arn(&self.role_arn)
-            .role_session_name(&self.session_name)
+            .role_arn(&self.role.arn)
+            .role_session_name(&self.role.session_name)
             .web_identity_token(token.expose())
             .duration_seconds(self.duration_secs)
             .send()
             .await;
         self.metrics
             .observe_upstream("sts", result.is_ok(), started.elapsed());
-        interpret(&self.role_arn, &self.account_id, result, token.expose())
+        interpret(
+            &self.role.arn,
+            &self.role.account_id,
+            result,
+            token.expose(),
+        )
     }
 }
 
@@ -146,6 +145,7 @@ pub fn interpret(
     let malformed = |what: &str| Error::Transport {
         role_arn: role_arn.to_owned(),
         detail: format!("the answer has no {what}"),
+        source: None,
         class: ErrorClass::Malformed,
     };
     let creds = output
@@ -182,7 +182,14 @@ fn classify(
             s.replace(token, "<redacted>")
         }
     };
-    match &err {
+    let transport =
+        |detail: String, class: ErrorClass, source: Option<super::BoxError>| Error::Transport {
+            role_arn: role_arn.clone(),
+            detail,
+            source,
+            class,
+        };
+    match err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().map(scrub);
@@ -203,27 +210,39 @@ fn classify(
                         message: scrub(&message),
                     }
                 }
-                None => Error::Transport {
-                    role_arn,
-                    detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-                    class: if status >= 500 {
+                None => transport(
+                    format!("STS answered HTTP {status} without an error code"),
+                    if status >= 500 {
                         ErrorClass::Unavailable
                     } else {
                         ErrorClass::Malformed
                     },
-                },
+                    None,
+                ),
             }
         }
-        SdkError::TimeoutError(_) => Error::Transport {
-            role_arn,
-            detail: "timed out".to_owned(),
-            class: ErrorClass::Unavailable,
-        },
-        SdkError::DispatchFailure(_) => Error::Transport {
-            role_arn,
-            detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-            class: ErrorClass::Unavailable,
-        },
+        SdkError::TimeoutError(_) => {
+            transport("timed out".to_owned(), ErrorClass::Unavailable, None)
+        }
+        SdkError::DispatchFailure(ref failure) => {
+            let what = if failure.is_timeout() {
+                "STS did not answer in time"
+            } else if failure.is_io() {
+                "cannot reach STS"
+            } else {
+                "the request to STS failed"
+            };
+            // The connector's error chain says why, in words (connection refused, DNS).
+            let cause = failure
+                .as_connector_error()
+                .and_then(std::error::Error::source)
+                .map(crate::report::chain);
+            let detail = match cause {
+                Some(cause) => format!("{what}: {}", scrub(&cause)),
+                None => what.to_owned(),
+            };
+            transport(detail, ErrorClass::Unavailable, None)
+        }
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
             let class = if status >= 500 {
@@ -231,17 +250,79 @@ fn classify(
             } else {
                 ErrorClass::Malformed
             };
-            Error::Transport {
-                role_arn,
-                detail: scrub(&format!("HTTP {status}: {}", DisplayErrorContext(&err))),
+            transport(
+                format!("STS answered HTTP {status} with a body that is not an STS answer"),
                 class,
-            }
+                None,
+            )
         }
-        _ => Error::Transport {
-            role_arn,
-            detail: scrub(&format!("{}", DisplayErrorContext(&err))),
-            class: ErrorClass::Denied,
+        SdkError::ConstructionFailure(_) => transport(
+            "the request could not be built".to_owned(),
+            ErrorClass::Denied,
+            None,
+        ),
+        other => transport(
+            scrub(&crate::report::chain(&other)),
+            ErrorClass::Denied,
+            None,
+        ),
+    }
+}
+
+/// What to do about an STS error code (printed by `check`), given the token's claims.
+pub fn hint(code: &str, message: &str, claims: Option<&Claims>, role: &Role) -> String {
+    let iss = claims
+        .and_then(|c| c.iss.as_deref())
+        .unwrap_or("<token issuer>");
+    let role_arn = &role.arn;
+    match code {
+        "AccessDenied" => match claims {
+            Some(claims) => {
+                let trust = Trust::for_claims(claims, &role.account_id);
+                let conditions = trust
+                    .conditions
+                    .iter()
+                    .map(|(k, v)| format!("{k} = \"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "the trust policy of {role_arn} did not match this token: it must allow \
+                     sts:AssumeRoleWithWebIdentity for the federated principal {} with \
+                     conditions that match {conditions} (StringLike for wildcards); a condition \
+                     on any other value, or another principal, is what failed",
+                    trust.principal
+                )
+            }
+            None => format!(
+                "the trust policy of {role_arn} must allow sts:AssumeRoleWithWebIdentity for the \
+                 token's issuer"
+            ),
         },
+        "InvalidIdentityToken" if message.contains("audience") => format!(
+            "add {} to the client IDs (audiences) of the IAM OIDC provider for {iss}",
+            claims
+                .and_then(|c| c.aud.first())
+                .map_or("the token's aud", String::as_str)
+        ),
+        "InvalidIdentityToken" => format!(
+            "create an IAM OIDC provider for {iss} and make \
+             {iss}/.well-known/openid-configuration and its JWKS reachable from the internet over \
+             HTTPS"
+        ),
+        "IDPRejectedClaim" => "the identity provider rejected the token's claims: compare the \
+                               trust policy's conditions with the claims above"
+            .to_owned(),
+        "ExpiredTokenException" | "ExpiredToken" => "the token expired before STS checked it: \
+                                                     check the clocks (NTP) here and at the \
+                                                     token's issuer"
+            .to_owned(),
+        "ValidationError" if message.contains("DurationSeconds") => {
+            "lower --duration to at most the role's MaxSessionDuration".to_owned()
+        }
+        "RegionDisabledException" => "activate STS in this region for the account, or choose \
+                                      another --sts-region"
+            .to_owned(),
+        _ => "see the STS error above".to_owned(),
     }
 }
 

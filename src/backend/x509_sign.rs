@@ -27,6 +27,25 @@ use rustls_pki_types::PrivateKeyDer;
 /// The service name in the scope.
 pub const SERVICE: &str = "rolesanywhere";
 
+/// Why a private key cannot sign (never the key itself).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// An RSA key aws-lc refuses.
+    #[error("an RSA key that cannot sign: {0}")]
+    Rsa(aws_lc_rs::error::KeyRejected),
+    /// An EC key on another curve.
+    #[error("an EC key on a curve other than P-256 or P-384")]
+    Curve,
+    /// Neither RSA nor EC.
+    #[error("a key of an unknown kind")]
+    Unknown,
+}
+
+/// A signature could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} signing failed")]
+pub struct SignError(&'static str);
+
 /// A private key that signs `CreateSession` requests.
 pub enum SigningKey {
     /// An RSA key (PKCS#1 or PKCS#8).
@@ -49,11 +68,11 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Reads a key; the error says what kind of key it is, never the key.
-    pub fn from_der(key: &PrivateKeyDer<'_>) -> Result<Self, String> {
+    pub fn from_der(key: &PrivateKeyDer<'_>) -> Result<Self, KeyError> {
         match key {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der())
                 .map(SigningKey::Rsa)
-                .map_err(|e| format!("an RSA key that cannot sign: {e}")),
+                .map_err(KeyError::Rsa),
             PrivateKeyDer::Sec1(k) => ec_key(k.secret_sec1_der()),
             PrivateKeyDer::Pkcs8(k) => {
                 let der = k.secret_pkcs8_der();
@@ -62,7 +81,7 @@ impl SigningKey {
                     Err(_) => ec_key(der),
                 }
             }
-            _ => Err("a key of an unknown kind".to_owned()),
+            _ => Err(KeyError::Unknown),
         }
     }
 
@@ -84,25 +103,25 @@ impl SigningKey {
     }
 
     /// Signs `message` (the string to sign) with SHA-256.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         match self {
             SigningKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(|_| "RSA signing failed".to_owned())?;
+                    .map_err(|_| SignError("RSA"))?;
                 Ok(sig)
             }
             SigningKey::P256(k) => k
                 .sign(&rng, message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| "ECDSA signing failed".to_owned()),
+                .map_err(|_| SignError("ECDSA")),
             SigningKey::P384(k) => {
                 use p384::ecdsa::signature::hazmat::PrehashSigner as _;
                 let digest = digest::digest(&digest::SHA256, message);
                 let sig: p384::ecdsa::Signature = k
                     .sign_prehash(digest.as_ref())
-                    .map_err(|_| "ECDSA signing failed".to_owned())?;
+                    .map_err(|_| SignError("ECDSA"))?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
         }
@@ -123,7 +142,7 @@ impl SigningKey {
     }
 }
 
-fn ec_key(der: &[u8]) -> Result<SigningKey, String> {
+fn ec_key(der: &[u8]) -> Result<SigningKey, KeyError> {
     if let Ok(k) =
         EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
     {
@@ -132,7 +151,7 @@ fn ec_key(der: &[u8]) -> Result<SigningKey, String> {
     use p384::pkcs8::DecodePrivateKey as _;
     let secret = p384::SecretKey::from_sec1_der(der)
         .or_else(|_| p384::SecretKey::from_pkcs8_der(der))
-        .map_err(|_| "an EC key on a curve other than P-256 or P-384".to_owned())?;
+        .map_err(|_| KeyError::Curve)?;
     Ok(SigningKey::P384(Box::new(p384::ecdsa::SigningKey::from(
         secret,
     ))))
@@ -227,7 +246,7 @@ pub fn authorization(algorithm: &str, serial: &str, r: &Request<'_>, signature: 
 }
 
 /// Signs `r` with `key` for the certificate with decimal `serial`: the `Authorization` value.
-pub fn sign(key: &SigningKey, serial: &str, r: &Request<'_>) -> Result<String, String> {
+pub fn sign(key: &SigningKey, serial: &str, r: &Request<'_>) -> Result<String, SignError> {
     let algorithm = key.algorithm();
     let signature = key.sign(string_to_sign(algorithm, r).as_bytes())?;
     Ok(authorization(algorithm, serial, r, &signature))

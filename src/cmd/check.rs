@@ -13,24 +13,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use clap::ArgMatches;
 
-use super::trust::Trust;
-use super::{ExitError, build, pick_role};
-use crate::backend::{self, ErrorClass};
+use super::ExitError;
+use crate::app;
+use crate::backend;
 use crate::cli::CheckArgs;
 use crate::clock::format_rfc3339;
-use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, Env, SourceSettings};
+use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, Env, Overrides};
 use crate::metrics::Metrics;
 use crate::token::{Claims, TokenSource};
+use crate::trust::{self, Trust};
 
 /// Runs the checks; returns the exit code (0 all passed, 1 something failed).
-pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
+pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
+    let flags = Overrides::new(matches, env);
     if let Some(secs) = args.wait {
-        return wait(args, env, Duration::from_secs(secs)).await;
+        return wait(&flags, env, Duration::from_secs(secs)).await;
     }
-    let config = Config::load(&args.serve.overrides(), env).map_err(ExitError::config)?;
+    let config = Config::load(&flags, env)?;
     let selected = match &args.role {
-        Some(alias) => vec![pick_role(&config, Some(alias))?.alias.clone()],
+        Some(alias) => vec![app::pick_role(&config, Some(alias))?.alias.clone()],
         None => config.roles.iter().map(|r| r.alias.clone()).collect(),
     };
     let policy = match &args.trust_policy {
@@ -47,7 +50,7 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
     let mut failed = check_auth(&mut out, &config);
 
     let metrics = Arc::new(Metrics::new());
-    let built = build(&config, &metrics).await.map_err(ExitError::config)?;
+    let built = app::build(&config, &metrics).await?;
     let mut claims_by_source: Vec<(String, Option<Claims>)> = Vec::new();
     for source in &built.sources {
         let (ok, claims) = check_source(&mut out, &config, source).await;
@@ -71,9 +74,7 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             .find(|(n, _)| Some(n.as_str()) == role.source())
             .and_then(|(_, c)| c.as_ref());
         let verdict = match (&policy, claims) {
-            (Some(policy), Some(claims)) => {
-                Some(super::trust::evaluate(policy, claims, &role.account_id))
-            }
+            (Some(policy), Some(claims)) => Some(trust::evaluate(policy, claims, &role.account_id)),
             _ => None,
         };
         match backend.fetch().await {
@@ -85,7 +86,12 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             )),
             Err(e) => {
                 failed = true;
-                out.line(format!("  FAIL  {} ({}): {e}", role.alias, role.arn));
+                out.line(format!(
+                    "  FAIL  {} ({}): {}",
+                    role.alias,
+                    role.arn,
+                    crate::report::chain(&e)
+                ));
                 let denied =
                     matches!(&e, backend::Error::Sts { code, .. } if code == "AccessDenied");
                 let failing = verdict
@@ -98,15 +104,15 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
                         "  fix:  the trust policy of {} refuses this token: {line}",
                         role.arn
                     )),
-                    None => out.line(format!(
-                        "  fix:  {}",
-                        sts_hint(&e, claims, &role.arn, &role.account_id)
-                    )),
+                    None => out.line(format!("  fix:  {}", e.hint(claims, &role.assume()))),
                 }
             }
         }
         match verdict {
             Some(Ok(v)) => {
+                // The policy refuses what the token says: the role cannot be assumed with this
+                // source, whatever STS answered (an emulator may not check trust policies).
+                failed |= !v.allowed;
                 out.line(format!(
                     "        trust policy {}:",
                     if v.allowed {
@@ -121,7 +127,10 @@ pub async fn run(args: &CheckArgs, env: &dyn Env) -> Result<i32, ExitError> {
             }
             Some(Err(why)) => {
                 failed = true;
-                out.line(format!("  FAIL  --trust-policy {why}"));
+                out.line(format!(
+                    "  FAIL  --trust-policy {}",
+                    crate::report::chain(&why)
+                ));
             }
             None if policy.is_some() => out.line(
                 "        trust policy not evaluated: the source gave no JWT to read claims from",
@@ -172,14 +181,7 @@ fn print_config(out: &mut Report, config: &Config) {
             ""
         }
     ));
-    out.line(format!(
-        "  auth token        {}",
-        match &config.auth {
-            AuthSource::Fixed(_) => format!("<redacted>, from {ENV_AUTH_TOKEN}"),
-            AuthSource::File(p) => format!("from the file {}", p.display()),
-            AuthSource::Generated(_) => "<redacted>, generated for this process".to_owned(),
-        }
-    ));
+    out.line(format!("  auth token        {}", app::auth_origin(config)));
     out.line(format!("  sts region        {}", config.sts.region));
     out.line(format!(
         "  sts endpoint      {}",
@@ -194,7 +196,7 @@ fn print_config(out: &mut Report, config: &Config) {
             "  source            {} ({}): {}",
             source.name,
             source.settings.kind(),
-            describe_source(&source.settings)
+            source.settings.describe()
         ));
     }
     for role in &config.roles {
@@ -207,79 +209,12 @@ fn print_config(out: &mut Report, config: &Config) {
                 crate::config::RoleBackend::WebIdentity { source } => {
                     format!("session {}, source {source}", role.session_name)
                 }
-                crate::config::RoleBackend::RolesAnywhere(ra) => format!(
-                    "Roles Anywhere at {} (from {}), trust anchor {}, profile {}{}",
-                    ra.endpoint,
-                    ra.endpoint_origin,
-                    ra.trust_anchor_arn,
-                    ra.profile_arn,
-                    ra.session_name
-                        .as_ref()
-                        .map(|n| format!(", session {n}"))
-                        .unwrap_or_default()
-                ),
+                crate::config::RoleBackend::RolesAnywhere(ra) => ra.describe(),
             }
         ));
     }
     for warning in &config.warnings {
         out.line(format!("  warning           {warning}"));
-    }
-}
-
-fn describe_source(settings: &SourceSettings) -> String {
-    match settings {
-        SourceSettings::TokenService(s) => format!(
-            "{}{}, certificate {} (from {}), key {} (from {})",
-            s.url,
-            s.ca_file
-                .as_ref()
-                .map(|c| format!(" trusting {}", c.display()))
-                .unwrap_or_default(),
-            s.identity.cert_path.display(),
-            s.identity.cert_origin,
-            s.identity.key_path.display(),
-            s.identity.key_origin
-        ),
-        SourceSettings::File(s) => format!("{} (from {})", s.path.display(), s.origin),
-        SourceSettings::GcpMetadata(s) => format!(
-            "{}, service account {}, audience {}",
-            s.url.split('?').next().unwrap_or(""),
-            s.service_account,
-            s.audience
-        ),
-        SourceSettings::Oidc(s) => format!(
-            "{}, client {}{}{}, secret {}",
-            match &s.endpoint {
-                crate::token::oidc::Endpoint::TokenUrl(u) => u.clone(),
-                crate::token::oidc::Endpoint::Issuer(i) => format!("issuer {i}"),
-            },
-            s.client_id,
-            s.scope
-                .as_ref()
-                .map(|x| format!(", scope {x}"))
-                .unwrap_or_default(),
-            s.audience
-                .as_ref()
-                .map(|x| format!(", audience {x}"))
-                .unwrap_or_default(),
-            match &s.secret {
-                crate::token::oidc::SecretFrom::File(p) => format!("from the file {}", p.display()),
-                crate::token::oidc::SecretFrom::Value(_) => {
-                    format!("<redacted>, from {}", crate::token::oidc::ENV_CLIENT_SECRET)
-                }
-            }
-        ),
-        SourceSettings::GithubActions(s) => format!(
-            "{}, audience {}",
-            s.url.split('?').next().unwrap_or(""),
-            s.audience
-        ),
-        SourceSettings::Command(s) => format!(
-            "runs {} ({} arguments, not shown), at most {}s",
-            s.argv.first().map(String::as_str).unwrap_or(""),
-            s.argv.len().saturating_sub(1),
-            s.timeout.as_secs()
-        ),
     }
 }
 
@@ -366,58 +301,8 @@ async fn check_roles_anywhere(
             return false;
         }
     }
-    out.line("  principal tags Roles Anywhere sets from the certificate:");
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (name, _) in &leaf.subject_attributes {
-        *counts.entry(name.as_str()).or_default() += 1;
-    }
-    for (name, value) in &leaf.subject_attributes {
-        out.line(format!(
-            "        aws:PrincipalTag/x509Subject/{name} = {value}"
-        ));
-    }
-    for (name, value) in &leaf.issuer_attributes {
-        out.line(format!(
-            "        aws:PrincipalTag/x509Issuer/{name} = {value}"
-        ));
-    }
-    for (kind, value) in leaf.san.iter().filter(|(k, _)| k == "DNS" || k == "URI") {
-        out.line(format!("        aws:PrincipalTag/x509SAN/{kind} = {value}"));
-    }
-    if let Some((name, n)) = counts.iter().find(|(_, n)| **n > 1) {
-        out.line(format!(
-            "        note        the subject has {n} {name} values (Diego puts org, space and \
-             app in one multi-valued RDN); how Roles Anywhere turns several values of one \
-             attribute into tags is not documented, so the lines above show one per value and \
-             conditions on {name} are unverified: prefer CN or test them"
-        ));
-    }
-    let cn = leaf
-        .subject_attributes
-        .iter()
-        .find(|(n, _)| n == "CN")
-        .map_or("(no CN)", |(_, v)| v.as_str());
-    out.line(format!("        source identity {cn} (the subject CN)"));
-    out.line("  trust policy of the role:");
-    out.line("        Principal   {\"Service\": \"rolesanywhere.amazonaws.com\"}");
-    out.line("        Action      sts:AssumeRole, sts:TagSession, sts:SetSourceIdentity");
-    out.line(format!(
-        "        Condition   \"ArnEquals\": {{\"aws:SourceArn\": \"{}\"}}",
-        ra.trust_anchor_arn
-    ));
-    let app_ou = leaf
-        .organizational_units
-        .iter()
-        .find(|ou| ou.starts_with("app:"));
-    match app_ou {
-        // Diego: the instance GUID changes with every instance; the app guid does not.
-        Some(ou) => out.line(format!(
-            "        Condition   \"StringLike\": {{\"aws:PrincipalTag/x509Subject/OU\": \"*{ou}*\"}}  \
-             (unverified: see the note on several OU values)"
-        )),
-        None => out.line(format!(
-            "        Condition   \"StringEquals\": {{\"aws:PrincipalTag/x509Subject/CN\": \"{cn}\"}}"
-        )),
+    for line in backend::roles_anywhere::describe_certificate(leaf, &ra.trust_anchor_arn) {
+        out.line(format!("  {line}"));
     }
     true
 }
@@ -432,14 +317,16 @@ async fn check_source(
     let kind = source.source().kind();
     out.line(format!("\nsource {} ({kind})", source.name()));
     let mut ok = true;
-    if let Some(SourceSettings::TokenService(s)) = config.source(source.name()).map(|s| &s.settings)
+    if let Some(identity) = config
+        .source(source.name())
+        .and_then(|s| s.settings.identity())
     {
-        match s.identity.read_pair().await {
+        match identity.read_pair().await {
             Ok(pair) => {
                 let leaf = &pair.leaf;
                 out.line(format!(
                     "  ok    certificate {} ({} in chain)",
-                    s.identity.cert_path.display(),
+                    identity.cert_path.display(),
                     leaf.chain_len
                 ));
                 out.line(format!("        subject     {}", leaf.subject));
@@ -498,7 +385,7 @@ async fn check_source(
         }
         Err(e) => {
             ok = false;
-            out.line(format!("  FAIL  {e}"));
+            out.line(format!("  FAIL  {}", crate::report::chain(&e)));
             out.line(format!("  fix:  {}", e.hint()));
             None
         }
@@ -526,83 +413,9 @@ async fn check_source(
     (ok, claims)
 }
 
-fn sts_hint(e: &backend::Error, claims: Option<&Claims>, role_arn: &str, account: &str) -> String {
-    let iss = claims
-        .and_then(|c| c.iss.as_deref())
-        .unwrap_or("<token issuer>");
-    match e {
-        backend::Error::Token(inner) => inner.hint(),
-        backend::Error::Identity(inner) => inner.hint(),
-        backend::Error::RolesAnywhere { code, detail, .. } => {
-            crate::backend::roles_anywhere::hint(code.as_deref(), detail, role_arn)
-        }
-        backend::Error::Sts { code, message, .. } => match code.as_str() {
-            "AccessDenied" => match claims {
-                Some(claims) => {
-                    let trust = Trust::for_claims(claims, account);
-                    let conditions = trust
-                        .conditions
-                        .iter()
-                        .map(|(k, v)| format!("{k} = \"{v}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    format!(
-                        "the trust policy of {role_arn} did not match this token: it must allow \
-                         sts:AssumeRoleWithWebIdentity for the federated principal {} with \
-                         conditions that match {conditions} (StringLike for wildcards); a \
-                         condition on any other value, or another principal, is what failed",
-                        trust.principal
-                    )
-                }
-                None => format!(
-                    "the trust policy of {role_arn} must allow sts:AssumeRoleWithWebIdentity for \
-                     the token's issuer"
-                ),
-            },
-            "InvalidIdentityToken" if message.contains("audience") => format!(
-                "add {} to the client IDs (audiences) of the IAM OIDC provider for {iss}",
-                claims
-                    .and_then(|c| c.aud.first())
-                    .map_or("the token's aud", String::as_str)
-            ),
-            "InvalidIdentityToken" => format!(
-                "create an IAM OIDC provider for {iss} and make \
-                 {iss}/.well-known/openid-configuration and its JWKS reachable from the internet \
-                 over HTTPS"
-            ),
-            "IDPRejectedClaim" => "the identity provider rejected the token's claims: compare the \
-                                   trust policy's conditions with the claims above"
-                .to_owned(),
-            "ExpiredTokenException" | "ExpiredToken" => "the token expired before STS checked it: \
-                                                         check the clocks (NTP) here and at the \
-                                                         token's issuer"
-                .to_owned(),
-            "ValidationError" if message.contains("DurationSeconds") => {
-                "lower --duration to at most the role's MaxSessionDuration".to_owned()
-            }
-            "RegionDisabledException" => "activate STS in this region for the account, or choose \
-                                          another --sts-region"
-                .to_owned(),
-            _ => "see the STS error above".to_owned(),
-        },
-        backend::Error::Transport { class, .. } => match class {
-            ErrorClass::Unavailable | ErrorClass::Throttled => "check --sts-region / \
-                                                                --sts-endpoint (or \
-                                                                AWS_ENDPOINT_URL_STS) and \
-                                                                HTTPS_PROXY"
-                .to_owned(),
-            _ => "the STS endpoint answered something that is not STS: check --sts-endpoint"
-                .to_owned(),
-        },
-    }
-}
-
-async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, ExitError> {
+async fn wait(flags: &Overrides, env: &dyn Env, limit: Duration) -> Result<i32, ExitError> {
     // The same address serve would use: flag, variable, config file, default.
-    let mut flags = crate::config::Overrides::default();
-    flags.config.clone_from(&args.serve.common.config);
-    flags.set_opt("admin-listen", args.serve.admin_listen.as_deref());
-    let admin = crate::config::admin_listen(&flags, env).map_err(ExitError::config)?;
+    let admin = crate::config::admin_listen(flags, env)?;
     let url = format!("http://{admin}/ready");
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -618,7 +431,7 @@ async fn wait(args: &CheckArgs, env: &dyn Env, limit: Duration) -> Result<i32, E
                 return Ok(0);
             }
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            Err(e) => last = crate::token::chain(&e),
+            Err(e) => last = crate::report::chain(&e),
         }
         if tokio::time::Instant::now() >= deadline {
             eprintln!(

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use clap::ArgMatches;
 use serde::Deserialize;
 
-use super::{ExitError, build, pick_role};
+use super::ExitError;
+use crate::app;
 use crate::backend::{Credentials, SecretAccessKey, SessionToken};
 use crate::cli::CredentialProcessArgs;
-use crate::config::{Config, ENV_AUTH_TOKEN, Env};
+use crate::config::{Config, ENV_AUTH_TOKEN, Env, Overrides};
 use crate::metrics::Metrics;
 
 /// The endpoint a running sidecar is asked at.
@@ -24,10 +26,14 @@ pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 pub const ENV_AUTH_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 
 /// Prints the credentials; returns the exit code.
-pub async fn run(args: &CredentialProcessArgs, env: &dyn Env) -> Result<i32, ExitError> {
+pub async fn run(
+    args: &CredentialProcessArgs,
+    matches: &ArgMatches,
+    env: &dyn Env,
+) -> Result<i32, ExitError> {
     let creds = match env.var(ENV_FULL_URI) {
         Some(uri) => from_sidecar(&uri, args.role.as_deref(), env).await?,
-        None => exchange(args, env).await?,
+        None => exchange(args, matches, env).await?,
     };
     let mut json = creds
         .process_json()
@@ -64,12 +70,13 @@ async fn from_sidecar(
             .map_err(ExitError::failure)?,
         (None, Some(token)) => token,
         (None, None) => {
-            return Err(ExitError::failure(anyhow!(
+            return Err(ExitError::config(anyhow!(
                 "{ENV_FULL_URI} is set but neither {ENV_AUTH_TOKEN} nor {ENV_AUTH_TOKEN_FILE}: \
                  set the one the sidecar at {uri} uses"
             )));
         }
     };
+    check_uri(uri)?;
     let url = match role {
         Some(alias) => format!("{}/{alias}", uri.trim_end_matches('/')),
         None => uri.to_owned(),
@@ -87,7 +94,7 @@ async fn from_sidecar(
         .map_err(|e| {
             ExitError::failure(anyhow!(
                 "cannot reach the sidecar at {url}: {}",
-                crate::token::chain(&e)
+                crate::report::chain(&e)
             ))
         })?;
     let status = response.status();
@@ -131,32 +138,82 @@ async fn from_sidecar(
     })
 }
 
-async fn exchange(args: &CredentialProcessArgs, env: &dyn Env) -> Result<Credentials, ExitError> {
-    let mut flags = args.common.overrides();
+/// Refuses a URI the AWS SDKs refuse: the authorization token may travel in clear text only to
+/// this machine (a loopback address) or to the ECS and EKS agents' link-local addresses.
+fn check_uri(uri: &str) -> Result<(), ExitError> {
+    let url = reqwest::Url::parse(uri)
+        .map_err(|e| ExitError::config(anyhow!("{ENV_FULL_URI} is not a URL ({e}): {uri:?}")))?;
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let allowed = match url.scheme() {
+        "https" => true,
+        "http" => {
+            bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+                || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(&bare)
+        }
+        _ => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ExitError::config(anyhow!(
+        "{ENV_FULL_URI} is {uri}: the authorization token would be sent in clear text to {host}, \
+         which is not a loopback address (the AWS SDKs refuse such a URL too); use https:// or \
+         http://127.0.0.1"
+    )))
+}
+
+async fn exchange(
+    args: &CredentialProcessArgs,
+    matches: &ArgMatches,
+    env: &dyn Env,
+) -> Result<Credentials, ExitError> {
+    let mut flags = Overrides::new(matches, env);
     flags.fresh_auth_token = true;
-    // The help promises one line on stderr and exit 1 on failure: the SDK shows that line.
-    let config = Config::load(&flags, env).map_err(|e| {
-        let problems: Vec<String> = e
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.key, p.message))
-            .collect();
-        ExitError::failure(anyhow!("invalid configuration: {}", problems.join("; ")))
-    })?;
-    let alias = pick_role(&config, args.role.as_deref())
-        .map_err(|e| ExitError::failure(e.source))?
-        .alias
-        .clone();
+    // The help promises one line on stderr: the SDK shows that line.
+    let config = Config::load(&flags, env).map_err(|e| ExitError::config(anyhow!(e.one_line())))?;
+    let alias = app::pick_role(&config, args.role.as_deref())?.alias.clone();
     let metrics = Arc::new(Metrics::new());
-    let built = build(&config, &metrics).await.map_err(ExitError::failure)?;
-    let backend = built
+    let built = app::build(&config, &metrics).await?;
+    let Some(backend) = built
         .roles
         .into_iter()
         .find(|(role, _)| role.alias == alias)
         .map(|(_, b)| b)
-        .ok_or_else(|| ExitError::failure(anyhow!("--role {alias}: no such role")))?;
+    else {
+        return Err(ExitError::config(anyhow!("--role {alias}: no such role")));
+    };
     backend
         .fetch()
         .await
-        .map_err(|e| ExitError::failure(anyhow!(e)))
+        .map_err(|e| ExitError::failure(anyhow!(crate::report::chain(&e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_the_token_in_clear_only_to_this_machine() {
+        for ok in [
+            "http://127.0.0.1:61679/v1/credentials",
+            "http://localhost:1/x",
+            "http://[::1]:1/x",
+            "http://169.254.170.2/v2/credentials",
+            "https://creds.example.com/x",
+        ] {
+            assert!(check_uri(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://creds.example.com/x",
+            "http://10.0.0.5:61679/v1/credentials",
+            "ftp://127.0.0.1/x",
+        ] {
+            let e = check_uri(bad).expect_err(bad);
+            assert_eq!(e.code, super::super::EXIT_CONFIG);
+        }
+    }
 }

@@ -6,14 +6,16 @@
 //! exit code (or 128 + the signal that killed it) becomes ours. Nothing here exits because an
 //! upstream failed after the first credentials arrived.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use clap::ArgMatches;
 
-use super::{ExitError, pick_role, serve};
+use super::ExitError;
+use crate::app;
 use crate::cli::ExecArgs;
-use crate::config::{AuthSource, Config, Env};
+use crate::config::{AuthSource, Config, Env, Overrides};
 
 /// Variables that would win over the container provider in some SDK's default chain.
 pub const CONFLICTING_VARS: [&str; 12] = [
@@ -32,36 +34,37 @@ pub const CONFLICTING_VARS: [&str; 12] = [
 ];
 
 /// Runs COMMAND; returns the exit code to use.
-pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
-    let mut flags = args.overrides();
+pub async fn run(args: &ExecArgs, matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
+    let mut flags = Overrides::new(matches, env);
+    let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
+    flags.set_listen(
+        args.listen.unwrap_or(ephemeral),
+        args.admin_listen.unwrap_or(ephemeral),
+    );
+    if args.imds {
+        flags.server.imds = Some(true);
+    }
     flags.fresh_auth_token = true;
-    let config = Config::load(&flags, env).map_err(ExitError::config)?;
-    let role = pick_role(&config, args.role.as_deref())?.alias.clone();
+    let config = Config::load(&flags, env)?;
+    let role = app::pick_role(&config, args.role.as_deref())?.alias.clone();
     let AuthSource::Generated(token) = &config.auth else {
         return Err(ExitError::failure(anyhow::anyhow!(
             "internal: exec needs a generated token"
         )));
     };
     let token = token.clone();
-    let auth = serve::auth(&config).map_err(ExitError::config)?;
-    let bind = |addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))
-            .map_err(ExitError::failure)
-    };
-    let credentials = bind(config.listen).await?;
-    let admin = bind(config.admin_listen).await?;
+    let auth = app::auth(&config)?;
+    let (credentials, admin) = app::bind_both(&config).await?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let sidecar = serve::start(&config, auth, credentials, admin).await?;
+    let sidecar = app::start(&config, auth, credentials, admin).await?;
 
-    let handle = sidecar
-        .roles
-        .get(&role)
-        .cloned()
-        .ok_or_else(|| ExitError::config(anyhow::anyhow!("--role {role}: no such role")))?;
+    let Some(handle) = sidecar.roles.get(&role).cloned() else {
+        return Err(ExitError::config(anyhow::anyhow!(
+            "--role {role}: no such role"
+        )));
+    };
     let deadline = Duration::from_secs(args.ready_timeout);
     if handle.wait_usable(deadline).await.is_none() {
         let status = handle.status();
@@ -75,11 +78,7 @@ pub async fn run(args: &ExecArgs, env: &dyn Env) -> Result<i32, ExitError> {
         )));
     }
 
-    let url = if role == config.roles[0].alias {
-        format!("http://{}/v1/credentials", sidecar.credentials_addr)
-    } else {
-        format!("http://{}/v1/credentials/{role}", sidecar.credentials_addr)
-    };
+    let url = sidecar.credentials_url(Some(&role));
     let removed: Vec<&str> = CONFLICTING_VARS
         .iter()
         .copied()

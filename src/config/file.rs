@@ -1,182 +1,286 @@
-//! The config file as data: serde structs that mirror the TOML, unknown keys refused. Every
-//! field is optional here (defaults and "required" are semantic checks in [`super::checks`]),
-//! so one missing key never hides the other problems. Numbers and booleans also accept strings,
-//! because flags and `STS_SIDECAR_*` variables are layered into the same table as text
-//! ([`super::layer`]); the checks turn them into typed values and name the flag, variable or
-//! key when one is not a number.
+//! The config file as data: one serde struct per section, every value a [`Field`] so that a
+//! value of the wrong type is reported with its key instead of hiding the rest. The file is read
+//! once; unknown keys are reported with the keys the section knows (taken from the struct);
+//! sources are read by the kind their `type` names. Defaults and "required" are the business of
+//! [`super::build`].
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::token;
+use super::Problem;
+use crate::checker::{Checker, Field, shown};
+use crate::token::{self, KindName};
 
-/// The whole file (after layering).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The top-level keys of the file.
+const SECTIONS: [&str; 7] = [
+    "server",
+    "identity",
+    "token_service",
+    "sts",
+    "rolesanywhere",
+    "source",
+    "role",
+];
+
+/// The whole file.
+#[derive(Debug, Default)]
 pub(crate) struct File {
     /// `[server]`
-    pub(crate) server: Option<Server>,
-    /// `[identity]`: the certificate and key, for the sources that present them.
-    pub(crate) identity: Option<Identity>,
-    /// `[token_service]`: the one token-service source of configs written before named sources.
-    pub(crate) token_service: Option<token::token_service::Spec>,
+    pub(crate) server: Server,
+    /// `[identity]`: the certificate and key, for the sources and roles that present them.
+    pub(crate) identity: Identity,
     /// `[sts]`
-    pub(crate) sts: Option<Sts>,
+    pub(crate) sts: Sts,
     /// `[rolesanywhere]`
-    pub(crate) rolesanywhere: Option<RolesAnywhere>,
-    /// `[source.NAME]`
-    #[serde(default)]
-    pub(crate) source: BTreeMap<String, SourceSpec>,
+    pub(crate) rolesanywhere: RolesAnywhere,
+    /// `[token_service]` (named `token-service`, the one source of configs written before named
+    /// sources), then every `[source.NAME]`, in file order.
+    pub(crate) sources: Vec<FileSource>,
     /// `[[role]]`
-    #[serde(default)]
-    pub(crate) role: Vec<Role>,
+    pub(crate) roles: Vec<Role>,
+}
+
+/// One source of the file.
+#[derive(Debug)]
+pub(crate) struct FileSource {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its key path: `source.NAME`, or `token_service`.
+    pub(crate) at: String,
+    /// Its section, `None` when its `type` is missing or unknown (already reported).
+    pub(crate) spec: Option<token::Spec>,
+}
+
+impl FileSource {
+    /// Its kind, when known.
+    pub(crate) fn kind(&self) -> Option<KindName> {
+        self.spec.as_ref().map(token::Spec::kind)
+    }
 }
 
 /// `[server]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub(crate) struct Server {
-    pub(crate) listen: Option<String>,
-    pub(crate) admin_listen: Option<String>,
-    pub(crate) allow_non_loopback: Option<Switch>,
-    pub(crate) auth_token_file: Option<String>,
-    pub(crate) max_connections: Option<Uint>,
-    pub(crate) header_read_timeout_secs: Option<Uint>,
-    pub(crate) cold_start_wait_ms: Option<Uint>,
-    pub(crate) drain_secs: Option<Uint>,
-    pub(crate) imds: Option<Switch>,
-    pub(crate) imds_v1: Option<Switch>,
+    pub(crate) listen: Field<SocketAddr>,
+    pub(crate) admin_listen: Field<SocketAddr>,
+    pub(crate) allow_non_loopback: Field<bool>,
+    pub(crate) auth_token_file: Field<PathBuf>,
+    pub(crate) max_connections: Field<u64>,
+    pub(crate) header_read_timeout_secs: Field<u64>,
+    pub(crate) cold_start_wait_ms: Field<u64>,
+    pub(crate) drain_secs: Field<u64>,
+    pub(crate) imds: Field<bool>,
+    pub(crate) imds_v1: Field<bool>,
 }
 
 /// `[identity]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub(crate) struct Identity {
-    pub(crate) cert_file: Option<String>,
-    pub(crate) key_file: Option<String>,
+    pub(crate) cert_file: Field<PathBuf>,
+    pub(crate) key_file: Field<PathBuf>,
 }
 
 /// `[sts]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub(crate) struct Sts {
-    pub(crate) region: Option<String>,
-    pub(crate) endpoint: Option<String>,
-    pub(crate) timeout_secs: Option<Uint>,
+    pub(crate) region: Field<String>,
+    pub(crate) endpoint: Field<String>,
+    pub(crate) timeout_secs: Field<u64>,
 }
 
 /// `[rolesanywhere]`: where and how `CreateSession` is called, for every Roles Anywhere role.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub(crate) struct RolesAnywhere {
-    pub(crate) endpoint: Option<String>,
-    pub(crate) fips: Option<Switch>,
-    pub(crate) dual_stack: Option<Switch>,
-    pub(crate) timeout_secs: Option<Uint>,
+    pub(crate) endpoint: Field<String>,
+    pub(crate) fips: Field<bool>,
+    pub(crate) dual_stack: Field<bool>,
+    pub(crate) timeout_secs: Field<u64>,
 }
 
 /// `[[role]]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub(crate) struct Role {
-    pub(crate) alias: Option<String>,
-    pub(crate) arn: Option<String>,
-    pub(crate) session_name: Option<String>,
-    pub(crate) duration_secs: Option<Uint>,
+    pub(crate) alias: Field<String>,
+    pub(crate) arn: Field<String>,
+    pub(crate) session_name: Field<String>,
+    pub(crate) duration_secs: Field<u64>,
     /// The name of a `[source.NAME]`; may be left out when there is only one.
-    pub(crate) source: Option<String>,
+    pub(crate) source: Field<String>,
     /// With `profile_arn`: a Roles Anywhere role.
-    pub(crate) trust_anchor_arn: Option<String>,
+    pub(crate) trust_anchor_arn: Field<String>,
     /// With `trust_anchor_arn`: a Roles Anywhere role.
-    pub(crate) profile_arn: Option<String>,
+    pub(crate) profile_arn: Field<String>,
 }
 
-/// `[source.NAME]`: one identity source, its kind chosen by `type`.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub(crate) enum SourceSpec {
-    /// The CF Identity Token Service.
-    TokenService(token::token_service::Spec),
-    /// A token file.
-    File(token::file::Spec),
-    /// The GCP metadata server.
-    GcpMetadata(token::gcp_metadata::Spec),
-    /// An OIDC client-credentials grant.
-    Oidc(token::oidc::Spec),
-    /// A GitHub Actions job's token.
-    GithubActions(token::github_actions::Spec),
-    /// A program that prints a token.
-    Command(token::command::Spec),
-}
-
-impl SourceSpec {
-    /// Every `type`, as written in the file.
-    pub(crate) const KINDS: [&'static str; 6] = [
-        "token-service",
-        "file",
-        "gcp-metadata",
-        "oidc",
-        "github-actions",
-        "command",
-    ];
-}
-
-/// A whole number, written as a TOML integer or (from a flag or variable) as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Uint {
-    /// A TOML integer.
-    Number(i64),
-    /// Text, parsed by the checks.
-    Text(String),
-}
-
-/// A boolean, written as a TOML boolean or (from a flag or variable) as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Switch {
-    /// A TOML boolean.
-    Bool(bool),
-    /// Text, parsed by the checks.
-    Text(String),
-}
-
-impl<'de> Deserialize<'de> for Uint {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Uint;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a whole number")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Uint, E> {
-                Ok(Uint::Number(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Uint, E> {
-                Ok(Uint::Number(i64::try_from(v).unwrap_or(i64::MAX)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Uint, E> {
-                Ok(Uint::Text(v.to_owned()))
-            }
+/// Parses the file's text; a syntax error names the line and column.
+pub(crate) fn parse(text: &str, name: &str) -> Result<toml::Table, Problem> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        Problem {
+            key: name.to_owned(),
+            message: format!("not valid TOML{at}: {}", e.message().trim_end()),
         }
-        d.deserialize_any(V)
+    })
+}
+
+/// Every key path of `table` (`server.listen`, `role[0].arn`, `role[0]`), for naming the file
+/// in messages about keys it has.
+pub(crate) fn key_paths(table: &toml::Table) -> HashSet<String> {
+    let mut out = HashSet::new();
+    collect_keys(table, "", &mut out);
+    out
+}
+
+fn collect_keys(table: &toml::Table, prefix: &str, out: &mut HashSet<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => collect_keys(t, &path, out),
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        let item_path = format!("{path}[{i}]");
+                        collect_keys(t, &item_path, out);
+                        out.insert(item_path);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.insert(path);
     }
 }
 
-impl<'de> Deserialize<'de> for Switch {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Switch;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("true or false")
+/// Reads the file's table as data, reporting every structural problem.
+pub(crate) fn read(c: &mut Checker<'_>, mut table: toml::Table) -> File {
+    let mut file = File {
+        server: c.section("server", table.remove("server")),
+        identity: c.section("identity", table.remove("identity")),
+        sts: c.section("sts", table.remove("sts")),
+        rolesanywhere: c.section("rolesanywhere", table.remove("rolesanywhere")),
+        ..File::default()
+    };
+    if let Some(value) = table.remove("token_service") {
+        let spec = match value {
+            toml::Value::Table(t) => Some(KindName::TokenService.read(c, "token_service", t)),
+            other => {
+                c.problem(
+                    "token_service",
+                    format!("must be a table, got {}", shown(&other)),
+                );
+                None
             }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Switch, E> {
-                Ok(Switch::Bool(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Switch, E> {
-                Ok(Switch::Text(v.to_owned()))
+        };
+        file.sources.push(FileSource {
+            name: KindName::TokenService.name().to_owned(),
+            at: "token_service".to_owned(),
+            spec,
+        });
+    }
+    match table.remove("source") {
+        None => {}
+        Some(toml::Value::Table(sources)) => {
+            for (name, value) in sources {
+                let at = format!("source.{name}");
+                let spec = read_source(c, &at, value);
+                file.sources.push(FileSource { name, at, spec });
             }
         }
-        d.deserialize_any(V)
+        Some(other) => c.problem(
+            "source",
+            format!(
+                "must be a table of sources ([source.NAME]), got {}",
+                shown(&other)
+            ),
+        ),
     }
+    match table.remove("role") {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                let role = c.section(&format!("role[{i}]"), Some(item));
+                file.roles.push(role);
+            }
+        }
+        Some(toml::Value::Table(_)) => c.problem(
+            "role",
+            "must be an array of tables: write [[role]], not [role]",
+        ),
+        Some(other) => c.problem(
+            "role",
+            format!(
+                "must be an array of tables ([[role]]), got {}",
+                shown(&other)
+            ),
+        ),
+    }
+    for key in table.keys() {
+        c.problem(key, format!("unknown key (known: {})", SECTIONS.join(", ")));
+    }
+    file
+}
+
+/// Reads `[source.NAME]` by the kind its `type` names.
+fn read_source(c: &mut Checker<'_>, at: &str, value: toml::Value) -> Option<token::Spec> {
+    let toml::Value::Table(mut table) = value else {
+        c.problem(
+            at,
+            format!("must be a table ([{at}]), got {}", shown(&value)),
+        );
+        return None;
+    };
+    let known = || {
+        KindName::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = match table.remove("type") {
+        None => {
+            c.problem(
+                &format!("{at}.type"),
+                format!("missing: every source needs type = one of {}", known()),
+            );
+            return None;
+        }
+        Some(toml::Value::String(kind)) => match KindName::from_name(kind.trim()) {
+            Some(k) => k,
+            None => {
+                c.problem(
+                    &format!("{at}.type"),
+                    format!("unknown source type {kind:?} (known: {})", known()),
+                );
+                return None;
+            }
+        },
+        Some(other) => {
+            c.problem(
+                &format!("{at}.type"),
+                format!("must be one of {}, got {}", known(), shown(&other)),
+            );
+            return None;
+        }
+    };
+    Some(kind.read(c, at, table))
 }

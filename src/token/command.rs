@@ -14,9 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt as _;
 
-use super::{Error, IdentityToken};
-use crate::config::Checker;
-use crate::config::file::Uint;
+use super::{Context, Error, IdentityToken, Kind, Probe};
+use crate::checker::{Checker, Expected, Field, Layer, layer};
 
 /// The most stdout read; a token is a few KiB.
 const MAX_OUTPUT: u64 = 64 * 1024;
@@ -36,6 +35,18 @@ impl std::fmt::Debug for Argv {
     }
 }
 
+impl std::str::FromStr for Argv {
+    type Err = std::convert::Infallible;
+
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        Ok(Argv(line.split_whitespace().map(str::to_owned).collect()))
+    }
+}
+
+impl Expected for Argv {
+    const EXPECTED: &'static str = "an array of strings (the program and its arguments)";
+}
+
 impl<'de> Deserialize<'de> for Argv {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -53,10 +64,23 @@ impl<'de> Deserialize<'de> for Argv {
 
 /// `type = "command"` in the config file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    command: Option<Argv>,
-    timeout_secs: Option<Uint>,
+    command: Field<Argv>,
+    timeout_secs: Field<u64>,
+}
+
+/// The flags of a command source.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// Program that prints the identity token, split on spaces and run without a shell (use
+    /// the config file for arguments with spaces) [source: command]
+    #[arg(long, value_name = "COMMAND")]
+    pub token_command: Option<Argv>,
+    /// Time one run of the token command may take, 1-300 seconds [default: 10]
+    #[arg(long, value_name = "SECS", hide_short_help = true)]
+    pub token_command_timeout_secs: Option<u64>,
 }
 
 /// A checked command source. Its `Debug` shows the program and the number of arguments only:
@@ -79,28 +103,65 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Checks the source at `at` (`source.NAME`).
-pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.timeout(at, spec.timeout_secs.as_ref(), DEFAULT_TIMEOUT_SECS, 300);
-    let key = format!("{at}.command");
-    match spec.command {
-        Some(Argv(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
-            Some(Settings { argv, timeout })
+impl Kind for CommandSource {
+    const NAME: &'static str = "command";
+    const METRIC_LABEL: &'static str = "command";
+    const PICKED_BY: &'static [&'static str] = &["token_command"];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, flags: &Flags, _audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        layer!(l, spec.command <- flags.token_command);
+        layer!(l, spec.timeout_secs <- flags.token_command_timeout_secs);
+    }
+
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, _: &mut dyn Context) -> Option<Settings> {
+        let timeout = c.timeout(at, &spec.timeout_secs, DEFAULT_TIMEOUT_SECS, 300);
+        let key = format!("{at}.command");
+        match c.value(&key, &spec.command) {
+            Some(Argv(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
+                Some(Settings { argv, timeout })
+            }
+            Some(_) => {
+                c.problem(
+                    &key,
+                    "must name a program: command = [\"/path/to/program\", \"arg\"]",
+                );
+                None
+            }
+            None if !spec.command.is_present() => {
+                c.problem(
+                    &key,
+                    "not set: command = [\"/path/to/program\", \"arg\"] (or --token-command PROGRAM)",
+                );
+                None
+            }
+            None => None,
         }
-        Some(_) => {
-            c.problem(
-                &key,
-                "must name a program: command = [\"/path/to/program\", \"arg\"]",
-            );
-            None
-        }
-        None => {
-            c.problem(
-                &key,
-                "not set: command = [\"/path/to/program\", \"arg\"] (or --token-command PROGRAM)",
-            );
-            None
-        }
+    }
+
+    fn describe(s: &Settings) -> String {
+        format!(
+            "runs {} ({} arguments, not shown), at most {}s",
+            s.argv.first().map(String::as_str).unwrap_or(""),
+            s.argv.len().saturating_sub(1),
+            s.timeout.as_secs()
+        )
+    }
+
+    fn new(settings: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self {
+            settings: settings.clone(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        format!("the command {}", self.program())
+    }
+
+    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, Error> {
+        self.run().await
     }
 }
 
@@ -111,13 +172,6 @@ pub struct CommandSource {
 }
 
 impl CommandSource {
-    /// A source running `settings.argv`.
-    pub fn new(settings: &Settings) -> Self {
-        Self {
-            settings: settings.clone(),
-        }
-    }
-
     /// The program's name only (its arguments may hold secrets).
     fn program(&self) -> String {
         let program = self.settings.argv.first().map(String::as_str).unwrap_or("");
@@ -126,13 +180,8 @@ impl CommandSource {
             .map_or_else(|| program.to_owned(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// `the command NAME`.
-    pub fn origin(&self) -> String {
-        format!("the command {}", self.program())
-    }
-
     /// One run.
-    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+    async fn run(&self) -> Result<IdentityToken, Error> {
         let fail = |detail: String| Error::Unavailable {
             origin: self.origin(),
             detail,

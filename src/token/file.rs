@@ -11,17 +11,27 @@
 
 use std::path::PathBuf;
 
-use super::{Error, IdentityToken, Probe, Stamp};
-use crate::config::Checker;
+use super::{Context, Error, IdentityToken, Kind, Probe, Stamp};
+use crate::checker::{Checker, Field, Layer, layer};
 
 /// The largest token file read; a projected token is about 1 KiB.
 const MAX_FILE: u64 = 64 * 1024;
 
 /// `type = "file"` in the config file.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    path: Option<String>,
+    path: Field<PathBuf>,
+}
+
+/// The flags of a file source.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// Read the identity token from FILE, re-read when it changes (Kubernetes projected token;
+    /// with no other source, $AWS_WEB_IDENTITY_TOKEN_FILE is used) [source: file]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A checked file source.
@@ -33,19 +43,66 @@ pub struct Settings {
     pub origin: String,
 }
 
-/// Checks the source at `at` (`source.NAME`).
-pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let key = format!("{at}.path");
-    match c.path(&key, spec.path.as_ref()) {
-        Some(path) => Some(Settings {
-            path,
-            origin: c.origin(&key),
-        }),
-        None if spec.path.is_none() => {
-            c.problem(&key, "not set: pass --token-file PATH");
-            None
+impl Kind for TokenFile {
+    const NAME: &'static str = "file";
+    const METRIC_LABEL: &'static str = "token_file";
+    const PICKED_BY: &'static [&'static str] = &["token_file"];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, flags: &Flags, _audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        layer!(l, spec.path <- flags.token_file);
+    }
+
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, _: &mut dyn Context) -> Option<Settings> {
+        let key = format!("{at}.path");
+        match c.path(&key, &spec.path) {
+            Some(path) => Some(Settings {
+                path,
+                origin: c.origin(&key),
+            }),
+            None if !spec.path.is_present() => {
+                c.problem(&key, "not set: pass --token-file PATH");
+                None
+            }
+            None => None,
         }
-        None => None,
+    }
+
+    fn describe(s: &Settings) -> String {
+        format!("{} (from {})", s.path.display(), s.origin)
+    }
+
+    fn new(settings: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self {
+            settings: settings.clone(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        format!(
+            "the token file {} (from {})",
+            self.settings.path.display(),
+            self.settings.origin
+        )
+    }
+
+    fn stale_hint(&self) -> String {
+        format!(
+            "the file holds a token that has expired: whatever writes it (the kubelet for a \
+             projected token, a job or sidecar that renews it) has stopped renewing it; check \
+             that writer, or point {} at the file it renews",
+            self.settings.origin
+        )
+    }
+
+    async fn probe(&self) -> Result<Probe, Error> {
+        self.probe_file().await
+    }
+
+    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, Error> {
+        self.read().await
     }
 }
 
@@ -65,24 +122,8 @@ pub struct FileId {
 }
 
 impl TokenFile {
-    /// A source reading `settings.path`.
-    pub fn new(settings: &Settings) -> Self {
-        Self {
-            settings: settings.clone(),
-        }
-    }
-
-    /// `the token file PATH (from ORIGIN)`.
-    pub fn origin(&self) -> String {
-        format!(
-            "the token file {} (from {})",
-            self.settings.path.display(),
-            self.settings.origin
-        )
-    }
-
     /// What the path resolves to now (symlinks followed).
-    pub async fn probe(&self) -> Result<Probe, Error> {
+    async fn probe_file(&self) -> Result<Probe, Error> {
         let meta = tokio::fs::metadata(&self.settings.path)
             .await
             .map_err(|e| self.io_error(&e))?;
@@ -93,7 +134,7 @@ impl TokenFile {
     }
 
     /// Reads the token: the file's content with surrounding whitespace trimmed.
-    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+    async fn read(&self) -> Result<IdentityToken, Error> {
         use tokio::io::AsyncReadExt as _;
         let file = tokio::fs::File::open(&self.settings.path)
             .await

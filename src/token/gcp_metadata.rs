@@ -11,9 +11,8 @@
 
 use std::time::Duration;
 
-use super::{Error, IdentityToken, decode_claims, http};
-use crate::config::file::Uint;
-use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS};
+use super::{Context, Error, IdentityToken, Kind, Probe, decode_claims, http};
+use crate::checker::{Checker, Field, Layer, layer};
 
 /// The metadata server's host when nothing else names one.
 pub const DEFAULT_HOST: &str = "metadata.google.internal";
@@ -21,15 +20,27 @@ pub const DEFAULT_HOST: &str = "metadata.google.internal";
 pub const ENV_GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
 /// The audience asked for when none is configured.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+/// Default timeout of one call.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 /// `type = "gcp-metadata"` in the config file.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    audience: Option<String>,
-    service_account: Option<String>,
-    host: Option<String>,
-    timeout_secs: Option<Uint>,
+    audience: Field<String>,
+    service_account: Field<String>,
+    host: Field<String>,
+    timeout_secs: Field<u64>,
+}
+
+/// The flags of a GCP metadata source.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// Service account whose ID token the GCP metadata server issues [default: default]
+    /// [source: gcp-metadata]
+    #[arg(long, value_name = "EMAIL")]
+    pub gcp_service_account: Option<String>,
 }
 
 /// A checked metadata-server source.
@@ -45,66 +56,102 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-/// Checks the source at `at` (`source.NAME`).
-pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.timeout(
-        at,
-        spec.timeout_secs.as_ref(),
-        DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        120,
-    );
-    let audience = crate::config::or_default(spec.audience, DEFAULT_AUDIENCE);
-    let account_key = format!("{at}.service_account");
-    let service_account = spec
-        .service_account
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "default".to_owned());
-    if !service_account
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"@._-".contains(&b))
-    {
-        c.problem(
-            &account_key,
-            format!("must be default or a service account email, got {service_account:?}"),
-        );
-        return None;
+impl Kind for GcpMetadata {
+    const NAME: &'static str = "gcp-metadata";
+    const METRIC_LABEL: &'static str = "gcp_metadata";
+    const AUDIENCE: bool = true;
+    const PICKED_BY: &'static [&'static str] = &["gcp_service_account"];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, flags: &Flags, audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        layer!(l, spec.service_account <- flags.gcp_service_account);
+        l.set(&mut spec.audience, "audience", audience, "audience");
     }
-    let host_key = format!("{at}.host");
-    let (host, host_origin) = match spec.host.filter(|h| !h.trim().is_empty()) {
-        Some(h) => (h, host_key.clone()),
-        None => match c.env(ENV_GCE_METADATA_HOST) {
-            Some(h) => (h, ENV_GCE_METADATA_HOST.to_owned()),
-            None => (DEFAULT_HOST.to_owned(), host_key.clone()),
-        },
-    };
-    let host = host
-        .trim()
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let base = format!(
-        "http://{host}/computeMetadata/v1/instance/service-accounts/{service_account}/identity"
-    );
-    let mut url = match reqwest::Url::parse(&base) {
-        Ok(u) if u.host().is_some() && u.path().ends_with("/identity") => u,
-        _ => {
-            let origin = if host_origin == ENV_GCE_METADATA_HOST {
-                ENV_GCE_METADATA_HOST.to_owned()
-            } else {
-                c.origin(&host_key)
-            };
-            c.problem_at(origin, format!("must be a host or host:port, got {host:?}"));
+
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, _: &mut dyn Context) -> Option<Settings> {
+        let timeout = c.timeout(at, &spec.timeout_secs, DEFAULT_TIMEOUT_SECS, 120);
+        let audience = c
+            .text(&format!("{at}.audience"), &spec.audience)
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+        let account_key = format!("{at}.service_account");
+        let service_account = c
+            .text(&account_key, &spec.service_account)
+            .unwrap_or_else(|| "default".to_owned());
+        if !service_account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._-".contains(&b))
+        {
+            c.problem(
+                &account_key,
+                format!("must be default or a service account email, got {service_account:?}"),
+            );
             return None;
         }
-    };
-    url.query_pairs_mut()
-        .append_pair("audience", &audience)
-        .append_pair("format", "full");
-    Some(Settings {
-        url: url.to_string(),
-        audience,
-        service_account,
-        timeout,
-    })
+        let host_key = format!("{at}.host");
+        let (host, host_origin) = match c.text(&host_key, &spec.host) {
+            Some(h) => (h, c.origin(&host_key)),
+            None => match c.var(ENV_GCE_METADATA_HOST) {
+                Some(h) => (h, ENV_GCE_METADATA_HOST.to_owned()),
+                None => (DEFAULT_HOST.to_owned(), c.origin(&host_key)),
+            },
+        };
+        let host = host
+            .trim()
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let base = format!(
+            "http://{host}/computeMetadata/v1/instance/service-accounts/{service_account}/identity"
+        );
+        let mut url = match reqwest::Url::parse(&base) {
+            Ok(u) if u.host().is_some() && u.path().ends_with("/identity") => u,
+            _ => {
+                c.problem_at(
+                    host_origin,
+                    format!("must be a host or host:port, got {host:?}"),
+                );
+                return None;
+            }
+        };
+        url.query_pairs_mut()
+            .append_pair("audience", &audience)
+            .append_pair("format", "full");
+        Some(Settings {
+            url: url.to_string(),
+            audience,
+            service_account,
+            timeout,
+        })
+    }
+
+    fn describe(s: &Settings) -> String {
+        format!(
+            "{}, service account {}, audience {}",
+            s.url.split('?').next().unwrap_or(""),
+            s.service_account,
+            s.audience
+        )
+    }
+
+    fn new(settings: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self {
+            settings: settings.clone(),
+            client: http::client(settings.timeout, &[], false)
+                .map_err(super::SetupError::Client)?,
+        })
+    }
+
+    fn origin(&self) -> String {
+        format!(
+            "the GCP metadata server at {}",
+            self.settings.url.split('?').next().unwrap_or("")
+        )
+    }
+
+    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, Error> {
+        self.identity_token().await
+    }
 }
 
 /// Asks the metadata server for ID tokens.
@@ -115,24 +162,8 @@ pub struct GcpMetadata {
 }
 
 impl GcpMetadata {
-    /// A client for the configured server (no network call).
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        Ok(Self {
-            settings: settings.clone(),
-            client: http::client(settings.timeout, &[], false)?,
-        })
-    }
-
-    /// `the GCP metadata server at URL`.
-    pub fn origin(&self) -> String {
-        format!(
-            "the GCP metadata server at {}",
-            self.settings.url.split('?').next().unwrap_or("")
-        )
-    }
-
     /// One identity request.
-    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+    async fn identity_token(&self) -> Result<IdentityToken, Error> {
         let origin = self.origin();
         let response = self
             .client
@@ -143,7 +174,7 @@ impl GcpMetadata {
             .map_err(|e| {
                 http::unreachable(
                     &origin,
-                    &e,
+                    e,
                     "this only works on Google Cloud (Cloud Run, GCE, GKE): elsewhere set \
                      GCE_METADATA_HOST to a metadata server or choose another source",
                 )
@@ -185,7 +216,7 @@ impl GcpMetadata {
         // The real server labels the bare token text/html: judge the body, not the label.
         let body = http::read_limited(response)
             .await
-            .map_err(|e| http::unreachable(&origin, &e, "the metadata server is retried"))?;
+            .map_err(|e| http::unreachable(&origin, e, "the metadata server is retried"))?;
         let malformed = |what: String| Error::Malformed {
             origin: origin.clone(),
             what,

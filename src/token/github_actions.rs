@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Error, IdentityToken, decode_claims, http};
-use crate::config::file::Uint;
-use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS};
+use super::{Context, Error, IdentityToken, Kind, Probe, decode_claims, http};
+use crate::checker::{Checker, Field, Layer};
 
 /// The token endpoint of the job (set by GitHub).
 pub const ENV_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
@@ -22,6 +21,8 @@ pub const ENV_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
 pub const ENV_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 /// The audience asked for when none is configured.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+/// Default timeout of one call.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 crate::secret::secret_string!(
     /// The job's `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
@@ -30,11 +31,17 @@ crate::secret::secret_string!(
 
 /// `type = "github-actions"` in the config file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    audience: Option<String>,
-    timeout_secs: Option<Uint>,
+    audience: Field<String>,
+    timeout_secs: Field<u64>,
 }
+
+/// A GitHub Actions source has no flags of its own: `--source github-actions` picks it and
+/// `--audience` applies.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {}
 
 /// A checked GitHub Actions source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,52 +56,84 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-/// Checks the source at `at` (`source.NAME`): the job's variables must be there.
-pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.timeout(
-        at,
-        spec.timeout_secs.as_ref(),
-        DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        120,
-    );
-    let audience = crate::config::or_default(spec.audience, DEFAULT_AUDIENCE);
-    let missing = |var: &str| {
+impl Kind for GithubActions {
+    const NAME: &'static str = "github-actions";
+    const METRIC_LABEL: &'static str = "github_actions";
+    const AUDIENCE: bool = true;
+    const PICKED_BY: &'static [&'static str] = &[];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, _flags: &Flags, audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        l.set(&mut spec.audience, "audience", audience, "audience");
+    }
+
+    /// The job's variables must be there.
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, _: &mut dyn Context) -> Option<Settings> {
+        let timeout = c.timeout(at, &spec.timeout_secs, DEFAULT_TIMEOUT_SECS, 120);
+        let audience = c
+            .text(&format!("{at}.audience"), &spec.audience)
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+        let missing = |var: &str| {
+            format!(
+                "{var} is not set: GitHub sets it only in jobs with `permissions: id-token: write` \
+                 (add it to the workflow or the job)"
+            )
+        };
+        let url = c.var(ENV_REQUEST_URL);
+        let token = c.var(ENV_REQUEST_TOKEN);
+        if url.is_none() {
+            c.problem_at(ENV_REQUEST_URL, missing(ENV_REQUEST_URL));
+        }
+        if token.is_none() {
+            c.problem_at(ENV_REQUEST_TOKEN, missing(ENV_REQUEST_TOKEN));
+        }
+        let (url, token) = (url?, token?);
+        let mut parsed = match reqwest::Url::parse(url.trim()) {
+            Ok(u) if crate::checker::is_secret_safe(&u) => u,
+            _ => {
+                c.problem_at(
+                    ENV_REQUEST_URL,
+                    "must be an https:// URL (the request token is a secret)",
+                );
+                return None;
+            }
+        };
+        parsed.query_pairs_mut().append_pair("audience", &audience);
+        Some(Settings {
+            url: parsed.to_string(),
+            token: RequestToken::new(token.trim()),
+            audience,
+            timeout,
+        })
+    }
+
+    fn describe(s: &Settings) -> String {
         format!(
-            "{var} is not set: GitHub sets it only in jobs with `permissions: id-token: write` \
-             (add it to the workflow or the job)"
+            "{}, audience {}",
+            s.url.split('?').next().unwrap_or(""),
+            s.audience
         )
-    };
-    let url = c.env(ENV_REQUEST_URL);
-    let token = c.env(ENV_REQUEST_TOKEN);
-    if url.is_none() {
-        c.problem_at(ENV_REQUEST_URL.to_owned(), missing(ENV_REQUEST_URL));
     }
-    if token.is_none() {
-        c.problem_at(ENV_REQUEST_TOKEN.to_owned(), missing(ENV_REQUEST_TOKEN));
+
+    fn new(settings: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self {
+            settings: settings.clone(),
+            client: http::client(settings.timeout, &[], true).map_err(super::SetupError::Client)?,
+        })
     }
-    let (url, token) = (url?, token?);
-    let mut parsed = match reqwest::Url::parse(url.trim()) {
-        Ok(u)
-            if u.scheme() == "https"
-                || (u.scheme() == "http" && crate::config::is_loopback_host(&u)) =>
-        {
-            u
-        }
-        _ => {
-            c.problem_at(
-                ENV_REQUEST_URL.to_owned(),
-                "must be an https:// URL (the request token is a secret)",
-            );
-            return None;
-        }
-    };
-    parsed.query_pairs_mut().append_pair("audience", &audience);
-    Some(Settings {
-        url: parsed.to_string(),
-        token: RequestToken::new(token.trim()),
-        audience,
-        timeout,
-    })
+
+    fn origin(&self) -> String {
+        format!(
+            "the GitHub Actions token endpoint {}",
+            self.settings.url.split('?').next().unwrap_or("")
+        )
+    }
+
+    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, Error> {
+        self.request().await
+    }
 }
 
 /// Asks GitHub for the job's OIDC token.
@@ -110,24 +149,8 @@ struct Answer {
 }
 
 impl GithubActions {
-    /// A client for the job's token endpoint (no network call).
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        Ok(Self {
-            settings: settings.clone(),
-            client: http::client(settings.timeout, &[], true)?,
-        })
-    }
-
-    /// `the GitHub Actions token endpoint URL` (without its query).
-    pub fn origin(&self) -> String {
-        format!(
-            "the GitHub Actions token endpoint {}",
-            self.settings.url.split('?').next().unwrap_or("")
-        )
-    }
-
     /// One token request.
-    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+    async fn request(&self) -> Result<IdentityToken, Error> {
         let origin = self.origin();
         let response = self
             .client
@@ -136,7 +159,7 @@ impl GithubActions {
             .header(::http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| http::unreachable(&origin, &e, "the token endpoint is retried"))?;
+            .map_err(|e| http::unreachable(&origin, e, "the token endpoint is retried"))?;
         let status = response.status();
         if status == ::http::StatusCode::UNAUTHORIZED || status == ::http::StatusCode::FORBIDDEN {
             return Err(Error::Refused {
@@ -158,7 +181,7 @@ impl GithubActions {
         let html = http::is_html(&response);
         let body = http::read_limited(response)
             .await
-            .map_err(|e| http::unreachable(&origin, &e, "the token endpoint is retried"))?
+            .map_err(|e| http::unreachable(&origin, e, "the token endpoint is retried"))?
             .unwrap_or_default();
         let value = serde_json::from_slice::<Answer>(&body)
             .ok()

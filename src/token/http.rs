@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Error, chain};
+use super::Error;
 
 /// The largest answer a source reads; an identity token is a few KiB.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -14,7 +14,7 @@ pub(crate) fn client(
     timeout: Duration,
     extra_roots: &[reqwest::Certificate],
     proxy: bool,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .tls_certs_merge(extra_roots.iter().cloned())
         .timeout(timeout)
@@ -24,7 +24,7 @@ pub(crate) fn client(
     if !proxy {
         builder = builder.no_proxy();
     }
-    builder.build().map_err(|e| chain(&e))
+    builder.build()
 }
 
 /// Reads at most [`MAX_BODY`] bytes; `None` if the body is larger.
@@ -42,11 +42,10 @@ pub(crate) async fn read_limited(
 }
 
 /// A transport failure calling `origin`.
-pub(crate) fn unreachable(origin: &str, e: &reqwest::Error, hint: &str) -> Error {
+pub(crate) fn unreachable(origin: &str, source: reqwest::Error, hint: &str) -> Error {
     Error::Unreachable {
         origin: origin.to_owned(),
-        detail: chain(e),
-        timed_out: e.is_timeout(),
+        source,
         hint: hint.to_owned(),
     }
 }

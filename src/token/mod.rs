@@ -1,18 +1,27 @@
 //! Where the identity token (the JWT that STS `AssumeRoleWithWebIdentity` accepts) comes from,
 //! and how long it is kept.
 //!
-//! A [`Source`] is one way of getting a token (a closed set: one file per variant). Each variant
-//! provides three things: [`Source::probe`], a cheap look at what tells the cache that a cached
-//! token is stale (the identity certificate's bytes, a token file's identity, or nothing);
-//! [`Source::fetch`], one attempt at a token; and a label for metrics and logs.
+//! # Kinds of source
 //!
-//! A [`TokenSource`] puts the one cache in front of a source, the same for every variant: a token
-//! that is a JWT is reused until shortly before its own `exp` (never past it) unless the probe
-//! changed; an opaque token is fetched again for every STS call; [`TokenSource::invalidate`]
-//! (after STS said `InvalidIdentityToken` or `ExpiredTokenException`) forces a fresh one.
-//! Concurrent callers share one fetch. This module decodes claims (it does not verify
-//! signatures: STS does that) and never logs or prints a token.
+//! Each kind of source is one file and implements [`Kind`]: its section in the config file
+//! (`Spec`), its flags (`Flags`), its checked settings (`Settings`, which also describe
+//! themselves for `check`), and the source itself (`probe`, a cheap look at what tells the cache
+//! that a cached token is stale, and `fetch`, one attempt at a token). The list of kinds is the
+//! one [`kinds!`] invocation below: from it come the enums [`Spec`], [`Settings`], [`Source`],
+//! the flag set [`Flags`] and [`KindName`] (the values of `--source` and `type = "..."`).
+//! Adding a kind is its file and one line there.
+//!
+//! # The cache
+//!
+//! A [`TokenSource`] puts the one cache ([`cache`]) in front of a source, the same for every
+//! kind: a token that is a JWT is reused until shortly before its own `exp` (never past it)
+//! unless the probe changed; an opaque token is fetched again for every STS call;
+//! [`TokenSource::invalidate`] (after STS said `InvalidIdentityToken` or
+//! `ExpiredTokenException`) forces a fresh one. Concurrent callers share one fetch. This module
+//! decodes claims (it does not verify signatures: STS does that) and never logs or prints a
+//! token.
 
+pub mod cache;
 pub mod command;
 pub mod file;
 pub mod gcp_metadata;
@@ -22,50 +31,323 @@ mod jwt;
 pub mod oidc;
 pub mod token_service;
 
+use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
-pub use command::CommandSource;
-pub use file::TokenFile;
-pub use gcp_metadata::GcpMetadata;
-pub use github_actions::GithubActions;
+pub use cache::{TokenCache, TokenSource};
 pub use jwt::{Claims, JwtError, decode_claims};
-pub use oidc::Oidc;
-pub use token_service::TokenService;
 
-use crate::config::SourceSettings;
-use crate::identity::IdentityPair;
-use crate::metrics::Metrics;
+use crate::checker::{Checker, Layer};
+use crate::identity::{IdentityFiles, IdentityPair};
 
 crate::secret::secret_string!(
     /// A token that proves the app's identity to STS (usually a JWT).
     IdentityToken
 );
 
-/// A JWT must be replaced when less than this much of its lifetime is left (or half its
-/// lifetime, if that is shorter).
-const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// A JWT with less than this left is treated as already expired.
-const TOKEN_MIN_LIFETIME: Duration = Duration::from_secs(10);
+/// One kind of identity source. Implemented by the source type of each kind's file.
+pub trait Kind: fmt::Debug + Send + Sync + Sized + 'static {
+    /// The kind as written in the config (`type = "..."`) and given to `--source`.
+    const NAME: &'static str;
+    /// The label of its upstream in metrics.
+    const METRIC_LABEL: &'static str;
+    /// Whether the shared `--audience` flag applies to it.
+    const AUDIENCE: bool = false;
+    /// The argument ids of its flags that pick this kind for the first role when given.
+    const PICKED_BY: &'static [&'static str];
+    /// Its section in the config file (`[source.NAME]` without `type`): every field a
+    /// [`crate::checker::Field`].
+    type Spec: serde::de::DeserializeOwned + Default + fmt::Debug;
+    /// Its flags (each also an `STS_SIDECAR_*` variable).
+    type Flags: clap::Args + clap::FromArgMatches + Clone + fmt::Debug + Default;
+    /// Its checked settings.
+    type Settings: Clone + fmt::Debug + PartialEq + Eq;
 
-/// The ways of getting an identity token (a closed set: one file per variant).
-#[derive(Debug)]
-pub enum Source {
-    /// `token-service`: the CF Identity Token Service, called over mTLS with the instance
-    /// identity.
-    TokenService(TokenService),
+    /// Writes the flags given (and `audience`, when the kind takes one) over the first role's
+    /// source.
+    fn layer(
+        spec: &mut Self::Spec,
+        flags: &Self::Flags,
+        audience: &Option<String>,
+        l: &mut Layer<'_, '_>,
+    );
+    /// Checks the section at `at` (`source.NAME`), reporting every problem.
+    fn check(
+        c: &mut Checker<'_>,
+        at: &str,
+        spec: Self::Spec,
+        ctx: &mut dyn Context,
+    ) -> Option<Self::Settings>;
+    /// The settings in one line, secrets redacted, for `check`.
+    fn describe(settings: &Self::Settings) -> String;
+    /// The certificate and key the kind presents, if any (for `check` to describe).
+    fn identity(_settings: &Self::Settings) -> Option<&IdentityFiles> {
+        None
+    }
+    /// The source for the settings. Reads local files (a CA bundle); makes no network call.
+    fn new(settings: &Self::Settings) -> Result<Self, SetupError>;
+    /// Where tokens come from, for logs, `/status` and `check` (a URL, a path, a program).
+    fn origin(&self) -> String;
+    /// What to do about a token that has already expired when it arrives.
+    fn stale_hint(&self) -> String {
+        "the source issues already-expired tokens: check its clock and this machine's (NTP)"
+            .to_owned()
+    }
+    /// Looks at what decides whether a cached token is still current.
+    fn probe(&self) -> impl Future<Output = Result<Probe, Error>> + Send {
+        async { Ok(Probe::nothing()) }
+    }
+    /// One attempt at a token (no retries: the refresher owns retry policy).
+    fn fetch(&self, probe: &Probe) -> impl Future<Output = Result<IdentityToken, Error>> + Send;
+}
+
+/// What a kind's checks may need from the rest of the configuration.
+pub trait Context {
+    /// The certificate and key (`[identity]`, the flags, or `CF_INSTANCE_*`), checked once;
+    /// `None` when they could not be configured (already reported).
+    fn identity(&mut self, c: &mut Checker<'_>) -> Option<IdentityFiles>;
+}
+
+/// Declares the kinds of source, once: every enum and dispatch below comes from this list.
+macro_rules! kinds {
+    ($( $(#[$doc:meta])* $variant:ident($module:ident::$ty:ident), )*) => {
+        /// A source's section of the config file, by kind.
+        #[derive(Debug)]
+        pub enum Spec {
+            $( $(#[$doc])* $variant(<$module::$ty as Kind>::Spec), )*
+        }
+
+        /// A source's checked settings, by kind.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Settings {
+            $( $(#[$doc])* $variant(<$module::$ty as Kind>::Settings), )*
+        }
+
+        /// The ways of getting an identity token.
+        #[derive(Debug)]
+        pub enum Source {
+            $( $(#[$doc])* $variant($module::$ty), )*
+        }
+
+        /// A kind of source, as `--source` and `type = "..."` name it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum KindName {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        /// The flags of every kind, and the ones they share.
+        #[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+        pub struct Flags {
+            $(
+                #[allow(missing_docs)]
+                #[command(flatten)]
+                pub $module: <$module::$ty as Kind>::Flags,
+            )*
+            /// Audience to ask for [default: sts.amazonaws.com for gcp-metadata and
+            /// github-actions; none for oidc] [sources: gcp-metadata, oidc, github-actions]
+            #[arg(long, value_name = "AUD")]
+            pub audience: Option<String>,
+        }
+
+        impl KindName {
+            /// Every kind, in the order they are documented.
+            pub const ALL: &'static [KindName] = &[$(KindName::$variant),*];
+
+            /// The kind as written in the config.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( KindName::$variant => <$module::$ty as Kind>::NAME, )*
+                }
+            }
+
+            /// The kind named `name`, if there is one.
+            pub fn from_name(name: &str) -> Option<KindName> {
+                Self::ALL.iter().copied().find(|k| k.name() == name)
+            }
+
+            /// Whether `--audience` applies to it.
+            pub fn takes_audience(self) -> bool {
+                match self {
+                    $( KindName::$variant => <$module::$ty as Kind>::AUDIENCE, )*
+                }
+            }
+
+            /// The argument ids of its own flags.
+            pub fn flag_ids(self) -> Vec<String> {
+                let command = clap::Command::new("flags");
+                let command = match self {
+                    $( KindName::$variant => {
+                        <<$module::$ty as Kind>::Flags as clap::Args>::augment_args(command)
+                    } )*
+                };
+                command.get_arguments().map(|a| a.get_id().to_string()).collect()
+            }
+
+            /// The argument ids of the flags that pick it.
+            pub fn picked_by(self) -> &'static [&'static str] {
+                match self {
+                    $( KindName::$variant => <$module::$ty as Kind>::PICKED_BY, )*
+                }
+            }
+
+            /// An empty section of this kind (a source made up from flags).
+            pub fn empty_spec(self) -> Spec {
+                match self {
+                    $( KindName::$variant => Spec::$variant(Default::default()), )*
+                }
+            }
+
+            /// Reads the section at `at` as a source of this kind.
+            pub(crate) fn read(self, c: &mut Checker<'_>, at: &str, table: toml::Table) -> Spec {
+                match self {
+                    $( KindName::$variant => {
+                        Spec::$variant(c.section(at, Some(toml::Value::Table(table))))
+                    } )*
+                }
+            }
+        }
+
+        impl clap::ValueEnum for KindName {
+            fn value_variants<'a>() -> &'a [Self] {
+                Self::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.name()))
+            }
+        }
+
+        impl Spec {
+            /// Its kind.
+            pub fn kind(&self) -> KindName {
+                match self {
+                    $( Spec::$variant(_) => KindName::$variant, )*
+                }
+            }
+
+            /// Writes the flags given over this source (the first role's).
+            pub(crate) fn layer(&mut self, flags: &Flags, l: &mut Layer<'_, '_>) {
+                match self {
+                    $( Spec::$variant(spec) => {
+                        <$module::$ty as Kind>::layer(spec, &flags.$module, &flags.audience, l)
+                    } )*
+                }
+            }
+
+            /// Checks the section at `at`, reporting every problem.
+            pub(crate) fn check(
+                self,
+                c: &mut Checker<'_>,
+                at: &str,
+                ctx: &mut dyn Context,
+            ) -> Option<Settings> {
+                match self {
+                    $( Spec::$variant(spec) => {
+                        <$module::$ty as Kind>::check(c, at, spec, ctx).map(Settings::$variant)
+                    } )*
+                }
+            }
+        }
+
+        impl Settings {
+            /// Its kind.
+            pub fn kind(&self) -> KindName {
+                match self {
+                    $( Settings::$variant(_) => KindName::$variant, )*
+                }
+            }
+
+            /// The settings in one line, secrets redacted, for `check`.
+            pub fn describe(&self) -> String {
+                match self {
+                    $( Settings::$variant(s) => <$module::$ty as Kind>::describe(s), )*
+                }
+            }
+
+            /// The certificate and key the source presents, if any.
+            pub fn identity(&self) -> Option<&IdentityFiles> {
+                match self {
+                    $( Settings::$variant(s) => <$module::$ty as Kind>::identity(s), )*
+                }
+            }
+        }
+
+        impl Source {
+            /// The source the settings describe. Reads local files (a CA bundle); makes no
+            /// network call.
+            pub fn new(settings: &Settings) -> Result<Source, SetupError> {
+                Ok(match settings {
+                    $( Settings::$variant(s) => Source::$variant(<$module::$ty as Kind>::new(s)?), )*
+                })
+            }
+
+            /// Its kind.
+            pub fn kind(&self) -> KindName {
+                match self {
+                    $( Source::$variant(_) => KindName::$variant, )*
+                }
+            }
+
+            /// The label of this source's upstream in metrics.
+            pub fn metric_label(&self) -> &'static str {
+                match self {
+                    $( Source::$variant(_) => <$module::$ty as Kind>::METRIC_LABEL, )*
+                }
+            }
+
+            /// Where tokens come from, for logs, `/status` and `check`.
+            pub fn origin(&self) -> String {
+                match self {
+                    $( Source::$variant(s) => s.origin(), )*
+                }
+            }
+
+            /// What to do about a token that has already expired when it arrives.
+            pub fn stale_hint(&self) -> String {
+                match self {
+                    $( Source::$variant(s) => s.stale_hint(), )*
+                }
+            }
+
+            /// Looks at what decides whether a cached token is still current.
+            pub async fn probe(&self) -> Result<Probe, Error> {
+                match self {
+                    $( Source::$variant(s) => s.probe().await, )*
+                }
+            }
+
+            /// One attempt at a token (no retries: the refresher owns retry policy).
+            pub async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
+                match self {
+                    $( Source::$variant(s) => s.fetch(probe).await, )*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// `token-service`: the CF Identity Token Service (or `sts-sidecar issuer`), called over
+    /// mTLS with the instance identity.
+    TokenService(token_service::TokenService),
     /// `file`: a token file another process keeps fresh (Kubernetes, IRSA).
-    File(TokenFile),
+    File(file::TokenFile),
     /// `gcp-metadata`: a Google ID token from the GCP metadata server.
-    GcpMetadata(GcpMetadata),
+    GcpMetadata(gcp_metadata::GcpMetadata),
     /// `oidc`: the client-credentials grant at an OIDC provider.
-    Oidc(Oidc),
+    Oidc(oidc::Oidc),
     /// `github-actions`: the OIDC token of a GitHub Actions job.
-    GithubActions(GithubActions),
+    GithubActions(github_actions::GithubActions),
     /// `command`: a program that prints a token.
-    Command(CommandSource),
+    Command(command::CommandSource),
+}
+
+impl fmt::Display for KindName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What a source found out before fetching: whether a cached token is still current, and what
@@ -76,6 +358,16 @@ pub struct Probe {
     pub stamp: Stamp,
     /// The identity certificate and key, for sources that present them.
     pub identity: Option<IdentityPair>,
+}
+
+impl Probe {
+    /// Nothing observable: only the token's own `exp` decides.
+    pub fn nothing() -> Self {
+        Self {
+            stamp: Stamp::Nothing,
+            identity: None,
+        }
+    }
 }
 
 /// What a cached token was obtained from.
@@ -89,16 +381,6 @@ pub enum Stamp {
     File(file::FileId),
 }
 
-/// Where a token came from, for messages: `kind` is the source kind (`token-service`, ...),
-/// `name` the configured source name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceName {
-    /// The configured name (`[source.NAME]`).
-    pub name: String,
-    /// The kind, as written in the config (`type = "..."`).
-    pub kind: &'static str,
-}
-
 /// Why a source could not be set up at start (before any network call).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -106,160 +388,8 @@ pub enum SetupError {
     #[error(transparent)]
     TokenService(#[from] token_service::SetupError),
     /// An HTTP client could not be set up.
-    #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
-}
-
-impl Source {
-    /// The source the config describes. Reads local files (a CA bundle); makes no network call.
-    pub fn from_settings(settings: &SourceSettings) -> Result<Source, SetupError> {
-        Ok(match settings {
-            SourceSettings::TokenService(s) => {
-                Source::TokenService(TokenService::from_settings(s)?)
-            }
-            SourceSettings::File(s) => Source::File(TokenFile::new(s)),
-            SourceSettings::GcpMetadata(s) => {
-                Source::GcpMetadata(GcpMetadata::new(s).map_err(SetupError::Client)?)
-            }
-            SourceSettings::Oidc(s) => Source::Oidc(Oidc::new(s).map_err(SetupError::Client)?),
-            SourceSettings::GithubActions(s) => {
-                Source::GithubActions(GithubActions::new(s).map_err(SetupError::Client)?)
-            }
-            SourceSettings::Command(s) => Source::Command(CommandSource::new(s)),
-        })
-    }
-
-    /// The kind, as written in the config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::TokenService(_) => "token-service",
-            Source::File(_) => "file",
-            Source::GcpMetadata(_) => "gcp-metadata",
-            Source::Oidc(_) => "oidc",
-            Source::GithubActions(_) => "github-actions",
-            Source::Command(_) => "command",
-        }
-    }
-
-    /// The label of this source's upstream in metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Source::TokenService(_) => "token_service",
-            Source::File(_) => "token_file",
-            Source::GcpMetadata(_) => "gcp_metadata",
-            Source::Oidc(_) => "oidc",
-            Source::GithubActions(_) => "github_actions",
-            Source::Command(_) => "command",
-        }
-    }
-
-    /// Where tokens come from, for logs, `/status` and `check` (a URL, a path, a program).
-    pub fn origin(&self) -> String {
-        match self {
-            Source::TokenService(s) => format!("token service {}", s.url()),
-            Source::File(s) => s.origin(),
-            Source::GcpMetadata(s) => s.origin(),
-            Source::Oidc(s) => s.origin(),
-            Source::GithubActions(s) => s.origin(),
-            Source::Command(s) => s.origin(),
-        }
-    }
-
-    /// Looks at what decides whether a cached token is still current.
-    pub async fn probe(&self) -> Result<Probe, Error> {
-        match self {
-            Source::TokenService(s) => {
-                let pair = s.identity().read_pair().await?;
-                Ok(Probe {
-                    stamp: Stamp::Certificate(pair.cert_pem.clone()),
-                    identity: Some(pair),
-                })
-            }
-            Source::File(s) => s.probe().await,
-            Source::GcpMetadata(_)
-            | Source::Oidc(_)
-            | Source::GithubActions(_)
-            | Source::Command(_) => Ok(Probe {
-                stamp: Stamp::Nothing,
-                identity: None,
-            }),
-        }
-    }
-
-    /// One attempt at a token (no retries: the refresher owns retry policy).
-    pub async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
-        match self {
-            Source::TokenService(s) => match &probe.identity {
-                Some(pair) => s.fetch(pair).await,
-                None => Err(Error::Unavailable {
-                    origin: self.origin(),
-                    detail: "internal: no identity pair was read".to_owned(),
-                    hint: String::new(),
-                }),
-            },
-            Source::File(s) => s.fetch().await,
-            Source::GcpMetadata(s) => s.fetch().await,
-            Source::Oidc(s) => s.fetch().await,
-            Source::GithubActions(s) => s.fetch().await,
-            Source::Command(s) => s.fetch().await,
-        }
-    }
-}
-
-/// What the cache in front of a source needs from it. [`Source`] is the production
-/// implementation; the fleet benchmark (`bench/fleet.rs`) implements it with a simulated token
-/// service so that its numbers come from this module's cache.
-pub trait Fetch: std::fmt::Debug + Send + Sync + 'static {
-    /// Looks at what decides whether a cached token is still current.
-    fn probe(&self) -> impl std::future::Future<Output = Result<Probe, Error>> + Send;
-    /// One attempt at a token (no retries: the refresher owns retry policy).
-    fn fetch(
-        &self,
-        probe: &Probe,
-    ) -> impl std::future::Future<Output = Result<IdentityToken, Error>> + Send;
-    /// The label of this source's upstream in metrics.
-    fn metric_label(&self) -> &'static str;
-    /// Where tokens come from, for logs, `/status` and `check`.
-    fn origin(&self) -> String;
-}
-
-impl Fetch for Source {
-    async fn probe(&self) -> Result<Probe, Error> {
-        Source::probe(self).await
-    }
-
-    async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
-        Source::fetch(self, probe).await
-    }
-
-    fn metric_label(&self) -> &'static str {
-        Source::metric_label(self)
-    }
-
-    fn origin(&self) -> String {
-        Source::origin(self)
-    }
-}
-
-/// A token source with its cache.
-#[derive(Debug)]
-pub struct TokenSource<S: Fetch = Source> {
-    name: String,
-    source: S,
-    cache: tokio::sync::Mutex<Option<Cached>>,
-    metrics: Arc<Metrics>,
-    renew_at_half_life: bool,
-}
-
-#[derive(Debug)]
-struct Cached {
-    token: IdentityToken,
-    claims: Claims,
-    /// From here on a fetch is tried; if it fails the cached token is still used.
-    renew_at: Instant,
-    /// From here on the cached token is not used any more.
-    refetch_at: Instant,
-    stamp: Stamp,
+    #[error("cannot set up the HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// Why no identity token could be had. Every variant names its origin (a URL, a path, a
@@ -270,14 +400,13 @@ pub enum Error {
     #[error(transparent)]
     Identity(#[from] crate::identity::Error),
     /// The upstream could not be reached or did not answer in time.
-    #[error("cannot reach {origin}: {detail}")]
+    #[error("cannot reach {origin}")]
     Unreachable {
         /// What was called, e.g. `the token service at https://.../token`.
         origin: String,
         /// The transport error, with its causes.
-        detail: String,
-        /// Whether it was a timeout.
-        timed_out: bool,
+        #[source]
+        source: reqwest::Error,
         /// What to do about it.
         hint: String,
     },
@@ -312,12 +441,18 @@ pub enum Error {
         hint: String,
     },
     /// The token is already expired (or expires within seconds).
-    #[error("the identity token from {origin} has already expired (exp {exp})")]
+    #[error(
+        "the identity token from {origin} expired at {} ({})",
+        crate::clock::format_rfc3339(*exp),
+        ago(*exp)
+    )]
     Expired {
         /// Where it came from.
         origin: String,
         /// Its `exp` claim.
         exp: i64,
+        /// What to do about it (depends on the kind).
+        hint: String,
     },
     /// The source has nothing to give yet: a missing or empty file, a missing variable, a
     /// command that failed.
@@ -332,6 +467,23 @@ pub enum Error {
     },
 }
 
+/// How long ago `unix` was, in words (`3 h 5 min ago`, or `in 8 s` for a time just ahead).
+fn ago(unix: i64) -> String {
+    let delta = crate::clock::now_unix() - unix;
+    let (n, suffix) = if delta >= 0 {
+        (delta, " ago")
+    } else {
+        (-delta, " from now")
+    };
+    let text = match n {
+        0..60 => format!("{n} s"),
+        60..3600 => format!("{} min", n / 60),
+        3600..86_400 => format!("{} h {} min", n / 3600, n % 3600 / 60),
+        _ => format!("{} days", n / 86_400),
+    };
+    format!("{text}{suffix}")
+}
+
 impl Error {
     /// What the user should do about it (printed by `check`).
     pub fn hint(&self) -> String {
@@ -341,151 +493,8 @@ impl Error {
             | Error::Refused { hint, .. }
             | Error::Status { hint, .. }
             | Error::Malformed { hint, .. }
+            | Error::Expired { hint, .. }
             | Error::Unavailable { hint, .. } => hint.clone(),
-            Error::Expired { .. } => "the source issues already-expired tokens: check its clock \
-                                      and this machine's (NTP)"
-                .to_owned(),
         }
     }
-}
-
-impl<S: Fetch> TokenSource<S> {
-    /// Wraps the source named `name` with an empty cache.
-    pub fn new(name: impl Into<String>, source: S, metrics: Arc<Metrics>) -> Self {
-        Self {
-            name: name.into(),
-            source,
-            cache: tokio::sync::Mutex::new(None),
-            metrics,
-            renew_at_half_life: true,
-        }
-    }
-
-    /// Whether a JWT is renewed from half its life on, keeping the cached one while the source
-    /// fails (the default), or only when it must be replaced, shortly before `exp` (the fleet
-    /// benchmark compares both).
-    pub fn renewing_at_half_life(mut self, on: bool) -> Self {
-        self.renew_at_half_life = on;
-        self
-    }
-
-    /// The configured name of the source.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The source itself.
-    pub fn source(&self) -> &S {
-        &self.source
-    }
-
-    /// A valid identity token, with its claims when it is a JWT: the cached one, or a fresh one
-    /// if it is near expiry, the probe changed (a rotation), or it was invalidated.
-    pub async fn token(&self) -> Result<(IdentityToken, Option<Claims>), Error> {
-        let mut cache = self.cache.lock().await;
-        let probe = self.source.probe().await?;
-        if let Some(pair) = &probe.identity {
-            self.metrics.set_certificate_expiry(pair.leaf.not_after);
-        }
-        // A cached token that is past its renewal point but may still be used is kept if the
-        // fetch fails, so a source that is down for a while costs nothing until the token nears
-        // its own expiry.
-        let mut keep_on_failure = false;
-        if let Some(cached) = cache.as_ref() {
-            let same = cached.stamp == probe.stamp;
-            let now = Instant::now();
-            if same && now < cached.renew_at {
-                return Ok((cached.token.clone(), Some(cached.claims.clone())));
-            }
-            keep_on_failure = same && now < cached.refetch_at;
-            if !same {
-                tracing::info!(source = %self.name, "identity changed, fetching a new identity token");
-            }
-        }
-        let started = Instant::now();
-        let result = self.source.fetch(&probe).await;
-        self.metrics.observe_upstream(
-            self.source.metric_label(),
-            result.is_ok(),
-            started.elapsed(),
-        );
-        if let (Err(e), Some(cached)) = (&result, cache.as_ref().filter(|_| keep_on_failure)) {
-            tracing::warn!(
-                source = %self.name,
-                error = %e,
-                exp = cached.claims.exp,
-                "cannot renew the identity token; using the cached one until it nears expiry"
-            );
-            return Ok((cached.token.clone(), Some(cached.claims.clone())));
-        }
-        let token = result?;
-        let Ok(claims) = decode_claims(token.expose()) else {
-            // Opaque (or a JWT without exp): nothing tells how long it lives, so it is not kept.
-            *cache = None;
-            tracing::debug!(source = %self.name, "fetched an opaque identity token");
-            return Ok((token, None));
-        };
-        let lifetime = crate::clock::until_unix(claims.exp);
-        if lifetime < TOKEN_MIN_LIFETIME {
-            return Err(Error::Expired {
-                origin: self.source.origin(),
-                exp: claims.exp,
-            });
-        }
-        self.metrics
-            .set_identity_token_expiry(&self.name, claims.exp);
-        let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-        // Half the token's whole life (from `iat`, when it has a sensible one): a token that was
-        // already old when fetched (a token file written hours ago) is renewed sooner.
-        let whole = claims
-            .iat
-            .filter(|iat| *iat < claims.exp)
-            .map_or(lifetime, |iat| {
-                Duration::from_secs(u64::try_from(claims.exp - iat).unwrap_or(0)).max(lifetime)
-            });
-        let renew_margin = if self.renew_at_half_life {
-            margin.max(whole / 2)
-        } else {
-            margin
-        };
-        tracing::debug!(
-            source = %self.name,
-            sub = claims.sub.as_deref().unwrap_or(""),
-            exp = claims.exp,
-            "fetched identity token"
-        );
-        *cache = Some(Cached {
-            token: token.clone(),
-            claims: claims.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(renew_margin),
-            refetch_at: Instant::now() + (lifetime - margin),
-            stamp: probe.stamp,
-        });
-        Ok((token, Some(claims)))
-    }
-
-    /// Forgets the cached token, so the next call fetches a new one (STS rejected it).
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
-    }
-
-    /// A short description of the source, for logs and status: `name (kind origin)`.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.name, self.source.origin())
-    }
-}
-
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

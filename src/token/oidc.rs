@@ -20,9 +20,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::{Error, IdentityToken, decode_claims, http};
-use crate::config::file::Uint;
-use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS, ENV_PREFIX};
+use super::{Context, Error, IdentityToken, Kind, Probe, decode_claims, http};
+use crate::checker::{Checker, Field, Layer, layer};
+
+/// Default timeout of one call.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 /// The client secret's variable (the value itself, not a file).
 pub const ENV_CLIENT_SECRET: &str = "STS_SIDECAR_OIDC_CLIENT_SECRET";
@@ -34,16 +36,38 @@ crate::secret::secret_string!(
 
 /// `type = "oidc"` in the config file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    token_url: Option<String>,
-    issuer: Option<String>,
-    client_id: Option<String>,
-    client_secret_file: Option<String>,
-    scope: Option<String>,
-    audience: Option<String>,
-    auth_method: Option<String>,
-    timeout_secs: Option<Uint>,
+    token_url: Field<String>,
+    issuer: Field<String>,
+    client_id: Field<String>,
+    client_secret_file: Field<PathBuf>,
+    scope: Field<String>,
+    audience: Field<String>,
+    auth_method: Field<String>,
+    timeout_secs: Field<u64>,
+}
+
+/// The flags of an OIDC source.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// OIDC token endpoint for the client-credentials grant [source: oidc]
+    #[arg(long, value_name = "URL")]
+    pub oidc_token_url: Option<String>,
+    /// OIDC issuer; the token endpoint is read from its discovery document [source: oidc]
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// OIDC client id [source: oidc]
+    #[arg(long, value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// File holding the OIDC client secret (or set $STS_SIDECAR_OIDC_CLIENT_SECRET; never a
+    /// flag value) [source: oidc]
+    #[arg(long, value_name = "FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// OAuth scope to ask for [source: oidc]
+    #[arg(long, value_name = "SCOPE")]
+    pub oidc_scope: Option<String>,
 }
 
 /// Where the token endpoint is.
@@ -92,98 +116,161 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-/// Checks the source at `at` (`source.NAME`).
-pub(crate) fn settings(c: &mut Checker<'_>, at: &str, spec: Spec) -> Option<Settings> {
-    let timeout = c.timeout(
-        at,
-        spec.timeout_secs.as_ref(),
-        DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        120,
-    );
-    let what = "the OIDC token endpoint";
-    let endpoint = match (spec.token_url, spec.issuer) {
-        (Some(u), None) => c
-            .secret_url(&format!("{at}.token_url"), &u, what)
-            .map(Endpoint::TokenUrl),
-        (None, Some(i)) => c
-            .secret_url(&format!("{at}.issuer"), &i, what)
-            .map(|i| Endpoint::Issuer(i.trim_end_matches('/').to_owned())),
-        (Some(_), Some(_)) => {
-            c.problem(
-                &format!("{at}.issuer"),
-                format!(
-                    "give {} or {}, not both",
-                    c.origin(&format!("{at}.token_url")),
-                    c.origin(&format!("{at}.issuer"))
-                ),
-            );
-            None
-        }
-        (None, None) => {
-            c.problem(
-                &format!("{at}.token_url"),
-                "not set: pass --oidc-token-url URL or --oidc-issuer URL",
-            );
-            None
-        }
-    };
-    let client_id = spec.client_id.filter(|v| !v.trim().is_empty());
-    if client_id.is_none() {
-        c.problem(
-            &format!("{at}.client_id"),
-            "not set: pass --oidc-client-id ID",
-        );
+impl Kind for Oidc {
+    const NAME: &'static str = "oidc";
+    const METRIC_LABEL: &'static str = "oidc";
+    const AUDIENCE: bool = true;
+    const PICKED_BY: &'static [&'static str] = &[
+        "oidc_token_url",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret_file",
+        "oidc_scope",
+    ];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, flags: &Flags, audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        layer!(l, spec.token_url <- flags.oidc_token_url);
+        layer!(l, spec.issuer <- flags.oidc_issuer);
+        layer!(l, spec.client_id <- flags.oidc_client_id);
+        layer!(l, spec.client_secret_file <- flags.oidc_client_secret_file);
+        layer!(l, spec.scope <- flags.oidc_scope);
+        l.set(&mut spec.audience, "audience", audience, "audience");
     }
-    let file_key = format!("{at}.client_secret_file");
-    let from_env = c.env(ENV_CLIENT_SECRET);
-    let secret = match (
-        c.path(&file_key, spec.client_secret_file.as_ref()),
-        from_env,
-    ) {
-        (Some(path), None) => Some(SecretFrom::File(path)),
-        (None, Some(value)) => Some(SecretFrom::Value(ClientSecret::new(value.trim()))),
-        (Some(_), Some(_)) => {
+
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, _: &mut dyn Context) -> Option<Settings> {
+        let timeout = c.timeout(at, &spec.timeout_secs, DEFAULT_TIMEOUT_SECS, 120);
+        let what = "the OIDC token endpoint";
+        let url_key = format!("{at}.token_url");
+        let issuer_key = format!("{at}.issuer");
+        let endpoint = match (
+            c.text(&url_key, &spec.token_url),
+            c.text(&issuer_key, &spec.issuer),
+        ) {
+            (Some(u), None) => c.secret_url(&url_key, &u, what).map(Endpoint::TokenUrl),
+            (None, Some(i)) => c
+                .secret_url(&issuer_key, &i, what)
+                .map(|i| Endpoint::Issuer(i.trim_end_matches('/').to_owned())),
+            (Some(_), Some(_)) => {
+                let both = format!(
+                    "give {} or {}, not both",
+                    c.origin(&url_key),
+                    c.origin(&issuer_key)
+                );
+                c.problem(&issuer_key, both);
+                None
+            }
+            (None, None) => {
+                c.problem(
+                    &url_key,
+                    "not set: pass --oidc-token-url URL or --oidc-issuer URL",
+                );
+                None
+            }
+        };
+        let client_id = c.text(&format!("{at}.client_id"), &spec.client_id);
+        if client_id.is_none() {
             c.problem(
-                &file_key,
-                format!("{ENV_CLIENT_SECRET} is set too: give the secret one way"),
+                &format!("{at}.client_id"),
+                "not set: pass --oidc-client-id ID",
             );
-            None
         }
-        (None, None) => {
-            if spec.client_secret_file.is_none() {
+        let file_key = format!("{at}.client_secret_file");
+        let from_env = c.var(ENV_CLIENT_SECRET);
+        let secret = match (c.path(&file_key, &spec.client_secret_file), from_env) {
+            (Some(path), None) => Some(SecretFrom::File(path)),
+            (None, Some(value)) => Some(SecretFrom::Value(ClientSecret::new(value.trim()))),
+            (Some(_), Some(_)) => {
                 c.problem(
                     &file_key,
-                    format!(
-                        "no client secret: pass --oidc-client-secret-file FILE or set \
-                         {ENV_CLIENT_SECRET} (never a flag value: flags show in ps)"
-                    ),
+                    format!("{ENV_CLIENT_SECRET} is set too: give the secret one way"),
                 );
+                None
             }
-            None
+            (None, None) => {
+                if !spec.client_secret_file.is_present() {
+                    c.problem(
+                        &file_key,
+                        format!(
+                            "no client secret: pass --oidc-client-secret-file FILE or set \
+                             {ENV_CLIENT_SECRET} (never a flag value: flags show in ps)"
+                        ),
+                    );
+                }
+                None
+            }
+        };
+        let method_key = format!("{at}.auth_method");
+        let auth = match c
+            .value(&method_key, &spec.auth_method)
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("client_secret_basic") => Some(AuthMethod::Basic),
+            Some("client_secret_post") => Some(AuthMethod::Post),
+            Some(other) => {
+                c.problem(
+                    &method_key,
+                    format!("must be client_secret_basic or client_secret_post, got {other:?}"),
+                );
+                None
+            }
+        };
+        Some(Settings {
+            endpoint: endpoint?,
+            client_id: client_id?,
+            secret: secret?,
+            scope: c.text(&format!("{at}.scope"), &spec.scope),
+            audience: c.text(&format!("{at}.audience"), &spec.audience),
+            auth: auth?,
+            timeout,
+        })
+    }
+
+    fn describe(s: &Settings) -> String {
+        format!(
+            "{}, client {}{}{}, secret {}",
+            match &s.endpoint {
+                Endpoint::TokenUrl(u) => u.clone(),
+                Endpoint::Issuer(i) => format!("issuer {i}"),
+            },
+            s.client_id,
+            s.scope
+                .as_ref()
+                .map(|x| format!(", scope {x}"))
+                .unwrap_or_default(),
+            s.audience
+                .as_ref()
+                .map(|x| format!(", audience {x}"))
+                .unwrap_or_default(),
+            match &s.secret {
+                SecretFrom::File(p) => format!("from the file {}", p.display()),
+                SecretFrom::Value(_) => format!("<redacted>, from {ENV_CLIENT_SECRET}"),
+            }
+        )
+    }
+
+    fn new(settings: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self {
+            settings: settings.clone(),
+            client: http::client(settings.timeout, &[], true).map_err(super::SetupError::Client)?,
+            discovered: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        match (&self.settings.endpoint, self.discovered.get()) {
+            (Endpoint::TokenUrl(u), _) => format!("the OIDC token endpoint {u}"),
+            (Endpoint::Issuer(_), Some(u)) => format!("the OIDC token endpoint {u}"),
+            (Endpoint::Issuer(i), None) => format!("the OIDC issuer {i}"),
         }
-    };
-    let method_key = format!("{at}.auth_method");
-    let auth = match spec.auth_method.as_deref().map(str::trim) {
-        None | Some("client_secret_basic") => Some(AuthMethod::Basic),
-        Some("client_secret_post") => Some(AuthMethod::Post),
-        Some(other) => {
-            c.problem(
-                &method_key,
-                format!("must be client_secret_basic or client_secret_post, got {other:?}"),
-            );
-            None
-        }
-    };
-    debug_assert!(ENV_CLIENT_SECRET.starts_with(ENV_PREFIX));
-    Some(Settings {
-        endpoint: endpoint?,
-        client_id: client_id?,
-        secret: secret?,
-        scope: spec.scope.filter(|s| !s.trim().is_empty()),
-        audience: spec.audience.filter(|s| !s.trim().is_empty()),
-        auth: auth?,
-        timeout,
-    })
+    }
+
+    async fn fetch(&self, _probe: &Probe) -> Result<IdentityToken, Error> {
+        self.grant().await
+    }
 }
 
 /// Gets tokens with the client-credentials grant.
@@ -213,26 +300,8 @@ struct Discovery {
 }
 
 impl Oidc {
-    /// A client for the configured provider (no network call).
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        Ok(Self {
-            settings: settings.clone(),
-            client: http::client(settings.timeout, &[], true)?,
-            discovered: tokio::sync::OnceCell::new(),
-        })
-    }
-
-    /// `the OIDC token endpoint URL` (or the issuer, before discovery).
-    pub fn origin(&self) -> String {
-        match (&self.settings.endpoint, self.discovered.get()) {
-            (Endpoint::TokenUrl(u), _) => format!("the OIDC token endpoint {u}"),
-            (Endpoint::Issuer(_), Some(u)) => format!("the OIDC token endpoint {u}"),
-            (Endpoint::Issuer(i), None) => format!("the OIDC issuer {i}"),
-        }
-    }
-
     /// One client-credentials grant.
-    pub async fn fetch(&self) -> Result<IdentityToken, Error> {
+    async fn grant(&self) -> Result<IdentityToken, Error> {
         let url = self.token_url().await?;
         let origin = format!("the OIDC token endpoint {url}");
         let secret = self.secret().await?;
@@ -253,7 +322,7 @@ impl Oidc {
             .map_err(|e| {
                 http::unreachable(
                     &origin,
-                    &e,
+                    e,
                     "check --oidc-token-url / --oidc-issuer and HTTPS_PROXY/NO_PROXY",
                 )
             })?;
@@ -261,7 +330,7 @@ impl Oidc {
         let html = http::is_html(&response);
         let body = http::read_limited(response)
             .await
-            .map_err(|e| http::unreachable(&origin, &e, "the token endpoint is retried"))?
+            .map_err(|e| http::unreachable(&origin, e, "the token endpoint is retried"))?
             .unwrap_or_default();
         let scrub = |s: &str| s.replace(secret.expose(), "<redacted>");
         if let Ok(err) = serde_json::from_slice::<ErrorAnswer>(&body) {
@@ -374,7 +443,7 @@ impl Oidc {
             .get(&url)
             .send()
             .await
-            .map_err(|e| http::unreachable(&origin, &e, hint))?;
+            .map_err(|e| http::unreachable(&origin, e, hint))?;
         let status = response.status();
         if !status.is_success() {
             return Err(Error::Status {
@@ -385,7 +454,7 @@ impl Oidc {
         }
         let body = http::read_limited(response)
             .await
-            .map_err(|e| http::unreachable(&origin, &e, hint))?
+            .map_err(|e| http::unreachable(&origin, e, hint))?
             .unwrap_or_default();
         let endpoint = serde_json::from_slice::<Discovery>(&body)
             .ok()
@@ -398,7 +467,7 @@ impl Oidc {
             });
         };
         let ok = reqwest::Url::parse(&endpoint).is_ok_and(|u| {
-            u.scheme() == "https" || (u.scheme() == "http" && crate::config::is_loopback_host(&u))
+            u.scheme() == "https" || (u.scheme() == "http" && crate::checker::is_loopback_host(&u))
         });
         if !ok {
             return Err(Error::Malformed {

@@ -5,18 +5,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Error, IdentityToken, chain, decode_claims};
-use crate::config::file::Uint;
-use crate::config::{Checker, DEFAULT_UPSTREAM_TIMEOUT_SECS};
+use super::{Context, Error, IdentityToken, Kind, Probe, Stamp, decode_claims};
+use crate::checker::{Checker, Field, Layer, layer};
 use crate::identity::{IdentityFiles, IdentityPair};
+
+/// Default timeout of one call.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
 /// `type = "token-service"` (or the `[token_service]` section) in the config file.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Spec {
-    url: Option<String>,
-    ca_file: Option<String>,
-    timeout_secs: Option<Uint>,
+    url: Field<String>,
+    ca_file: Field<PathBuf>,
+    timeout_secs: Field<u64>,
+}
+
+/// The flags of a token-service source.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Flags {
+    /// Base URL of the CF Identity Token Service (or `sts-sidecar issuer`), e.g.
+    /// https://cits.apps.example.com [source: token-service]
+    #[arg(long, value_name = "URL")]
+    pub token_service_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the token service, besides the system roots
+    #[arg(long, value_name = "FILE")]
+    pub token_service_ca: Option<PathBuf>,
+    /// Timeout of one token-service call, 1-120 seconds [default: 10]
+    #[arg(long, value_name = "SECS", hide_short_help = true)]
+    pub token_service_timeout_secs: Option<u64>,
 }
 
 /// A checked token-service source.
@@ -30,41 +48,6 @@ pub struct Settings {
     pub timeout: Duration,
     /// The client identity presented over mTLS.
     pub identity: IdentityFiles,
-}
-
-/// Checks the source at `at` (`token_service` or `source.NAME`); `identity` is `None` when the
-/// certificate or key could not be configured (already reported).
-pub(crate) fn settings(
-    c: &mut Checker<'_>,
-    at: &str,
-    spec: Spec,
-    identity: Option<IdentityFiles>,
-) -> Option<Settings> {
-    let timeout = c.timeout(
-        at,
-        spec.timeout_secs.as_ref(),
-        DEFAULT_UPSTREAM_TIMEOUT_SECS,
-        120,
-    );
-    let ca_file = c.path(&format!("{at}.ca_file"), spec.ca_file.as_ref());
-    let key = format!("{at}.url");
-    let url = match spec.url {
-        None => {
-            c.problem(
-                &key,
-                "not set: pass --token-service-url https://<token service host> (or choose \
-                 another identity source with --source)",
-            );
-            None
-        }
-        Some(u) => https_base_url(c, &key, &u),
-    };
-    Some(Settings {
-        url: url?,
-        ca_file,
-        timeout,
-        identity: identity?,
-    })
 }
 
 fn https_base_url(c: &mut Checker<'_>, key: &str, value: &str) -> Option<String> {
@@ -86,6 +69,97 @@ fn https_base_url(c: &mut Checker<'_>, key: &str, value: &str) -> Option<String>
         Err(e) => {
             c.problem(key, format!("is not a URL ({e}): {value:?}"));
             None
+        }
+    }
+}
+
+impl Kind for TokenService {
+    const NAME: &'static str = "token-service";
+    const METRIC_LABEL: &'static str = "token_service";
+    const PICKED_BY: &'static [&'static str] = &["token_service_url", "token_service_ca"];
+    type Spec = Spec;
+    type Flags = Flags;
+    type Settings = Settings;
+
+    fn layer(spec: &mut Spec, flags: &Flags, _audience: &Option<String>, l: &mut Layer<'_, '_>) {
+        layer!(l, spec.url <- flags.token_service_url);
+        layer!(l, spec.ca_file <- flags.token_service_ca);
+        layer!(l, spec.timeout_secs <- flags.token_service_timeout_secs);
+    }
+
+    fn check(c: &mut Checker<'_>, at: &str, spec: Spec, ctx: &mut dyn Context) -> Option<Settings> {
+        let identity = ctx.identity(c);
+        let timeout = c.timeout(at, &spec.timeout_secs, DEFAULT_TIMEOUT_SECS, 120);
+        let ca_file = c.path(&format!("{at}.ca_file"), &spec.ca_file);
+        let key = format!("{at}.url");
+        let url = match c.text(&key, &spec.url) {
+            None if !spec.url.is_present() => {
+                c.problem(
+                    &key,
+                    "not set: pass --token-service-url https://<token service host> (or choose \
+                     another identity source with --source)",
+                );
+                None
+            }
+            None => None,
+            Some(u) => https_base_url(c, &key, &u),
+        };
+        Some(Settings {
+            url: url?,
+            ca_file,
+            timeout,
+            identity: identity?,
+        })
+    }
+
+    fn describe(s: &Settings) -> String {
+        format!(
+            "{}{}, certificate {} (from {}), key {} (from {})",
+            s.url,
+            s.ca_file
+                .as_ref()
+                .map(|c| format!(" trusting {}", c.display()))
+                .unwrap_or_default(),
+            s.identity.cert_path.display(),
+            s.identity.cert_origin,
+            s.identity.key_path.display(),
+            s.identity.key_origin
+        )
+    }
+
+    fn identity(s: &Settings) -> Option<&IdentityFiles> {
+        Some(&s.identity)
+    }
+
+    fn new(s: &Settings) -> Result<Self, super::SetupError> {
+        Ok(Self::with(
+            &s.url,
+            s.identity.clone(),
+            s.ca_file.as_deref(),
+            s.timeout,
+        )?)
+    }
+
+    fn origin(&self) -> String {
+        format!("token service {}", self.url())
+    }
+
+    async fn probe(&self) -> Result<Probe, Error> {
+        let pair = self.identity.read_pair().await?;
+        Ok(Probe {
+            stamp: Stamp::Certificate(pair.cert_pem.clone()),
+            identity: Some(pair),
+        })
+    }
+
+    async fn fetch(&self, probe: &Probe) -> Result<IdentityToken, Error> {
+        match &probe.identity {
+            Some(pair) => self.exchange(pair).await,
+            None => Err(Error::Unavailable {
+                origin: self.origin(),
+                detail: "internal: no identity pair was read".to_owned(),
+                hint: String::new(),
+            }),
         }
     }
 }
@@ -132,14 +206,9 @@ pub enum SetupError {
 }
 
 impl TokenService {
-    /// A client for the configured service.
-    pub fn from_settings(s: &Settings) -> Result<Self, SetupError> {
-        Self::new(&s.url, s.identity.clone(), s.ca_file.as_deref(), s.timeout)
-    }
-
     /// A client for the service at `url` (scheme and host, no path), trusting the system roots
     /// plus the certificates in `ca_file`.
-    pub fn new(
+    pub fn with(
         url: &str,
         identity: IdentityFiles,
         ca_file: Option<&Path>,
@@ -180,7 +249,7 @@ impl TokenService {
     }
 
     /// Exchanges the identity pair for a token: one POST, no retries (the caller retries).
-    pub async fn fetch(&self, pair: &IdentityPair) -> Result<IdentityToken, Error> {
+    pub async fn exchange(&self, pair: &IdentityPair) -> Result<IdentityToken, Error> {
         let client = self.client_for(pair)?;
         let url = &self.token_url;
         let response = client
@@ -188,7 +257,7 @@ impl TokenService {
             .header(http::header::ACCEPT, "text/plain, */*")
             .send()
             .await
-            .map_err(|e| unreachable(url, &e))?;
+            .map_err(|e| unreachable(url, e))?;
         let status = response.status();
         if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
             return Err(Error::Refused {
@@ -213,7 +282,7 @@ impl TokenService {
         let html = super::http::is_html(&response);
         let body = super::http::read_limited(response)
             .await
-            .map_err(|e| unreachable(url, &e))?;
+            .map_err(|e| unreachable(url, e))?;
         let Some(body) = body else {
             return Err(not_jwt(
                 url,
@@ -230,15 +299,16 @@ impl TokenService {
         {
             return Ok(client.clone());
         }
-        let setup = |detail: String| Error::Unreachable {
-            origin: origin(&self.token_url),
-            detail: format!("cannot set up the TLS client: {detail}"),
-            timed_out: false,
+        let setup = |source: reqwest::Error| Error::Unreachable {
+            origin: format!(
+                "{} (the TLS client cannot be set up)",
+                origin(&self.token_url)
+            ),
+            source,
             hint: "use the instance identity certificate and key as the platform writes them"
                 .to_owned(),
         };
-        let identity =
-            reqwest::Identity::from_pem(&pair.identity_pem()).map_err(|e| setup(chain(&e)))?;
+        let identity = reqwest::Identity::from_pem(&pair.identity_pem()).map_err(setup)?;
         let client = reqwest::Client::builder()
             .identity(identity)
             .tls_certs_merge(self.extra_roots.iter().cloned())
@@ -247,7 +317,7 @@ impl TokenService {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sts-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| setup(chain(&e)))?;
+            .map_err(setup)?;
         *slot = Some((pair.cert_pem.clone(), client.clone()));
         Ok(client)
     }
@@ -289,11 +359,10 @@ fn not_jwt(url: &str, what: String) -> Error {
     }
 }
 
-fn unreachable(url: &str, e: &reqwest::Error) -> Error {
+fn unreachable(url: &str, source: reqwest::Error) -> Error {
     Error::Unreachable {
         origin: origin(url),
-        detail: chain(e),
-        timed_out: e.is_timeout(),
+        source,
         hint: "check --token-service-url, HTTPS_PROXY/NO_PROXY, and --token-service-ca if the \
                service's certificate comes from a private CA"
             .to_owned(),

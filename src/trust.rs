@@ -110,13 +110,24 @@ pub struct Verdict {
     pub lines: Vec<String>,
 }
 
+/// Why a trust policy could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Not JSON at all.
+    #[error("is not JSON")]
+    Json(#[source] serde_json::Error),
+    /// JSON without a `Statement`.
+    #[error("has no Statement")]
+    NoStatement,
+}
+
 /// Evaluates the trust `policy` (JSON text) for a token with `claims`, a role in `account`.
-pub fn evaluate(policy: &str, claims: &Claims, account: &str) -> Result<Verdict, String> {
-    let doc: Value = serde_json::from_str(policy).map_err(|e| format!("not JSON: {e}"))?;
+pub fn evaluate(policy: &str, claims: &Claims, account: &str) -> Result<Verdict, PolicyError> {
+    let doc: Value = serde_json::from_str(policy).map_err(PolicyError::Json)?;
     let statements: Vec<&Value> = match doc.get("Statement") {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
-        _ => return Err("has no Statement".to_owned()),
+        _ => return Err(PolicyError::NoStatement),
     };
     let expected = Trust::for_claims(claims, account);
     let provider = expected

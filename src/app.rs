@@ -1,0 +1,335 @@
+//! The sidecar assembled from a [`Config`]: the token sources and backends it describes (one
+//! source per configured source a role uses, shared by every role that names it, so it is
+//! fetched once; one backend per role), the authorization checker, and the running sidecar
+//! (both listeners and one refresher per role). Every subcommand and the tests build through
+//! here; `cmd` only handles arguments and exit codes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::{self, Backend, RolesAnywhere, Sts, sts};
+use crate::cache::{self, RoleHandle};
+use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, RoleBackend, RoleConfig};
+use crate::metrics::Metrics;
+use crate::server::{self, AdminApp, Auth, CredentialsApp, Roles};
+use crate::token::{self, Source, TokenSource};
+
+/// Why the sidecar could not be assembled or started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A source could not be set up (an unreadable CA bundle): a configuration problem.
+    #[error("source {name}")]
+    Source {
+        /// The source's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: token::SetupError,
+    },
+    /// A backend could not be set up: a configuration problem.
+    #[error(transparent)]
+    Backend(#[from] backend::Error),
+    /// The authorization token is unusable.
+    #[error(transparent)]
+    Auth(#[from] server::auth::Error),
+    /// No role has the alias asked for.
+    #[error("--role {alias}: no such role (configured: {known})")]
+    NoSuchRole {
+        /// The alias asked for.
+        alias: String,
+        /// The aliases configured.
+        known: String,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({origin})")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The flag, variable or key that named it.
+        origin: String,
+        /// Why (address in use, permission denied).
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bound listener has no local address (not expected).
+    #[error("the {what} listener has no local address")]
+    Listener {
+        /// Which listener.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the user's configuration is at fault (exit 64) rather than the machine (exit 1).
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Source { .. } | Error::Backend(_) | Error::NoSuchRole { .. } => true,
+            // A token file that cannot be written (full disk, read-only directory) is not a
+            // usage error; a token of a shape SDKs refuse is.
+            Error::Auth(e) => matches!(e, server::auth::Error::Invalid { .. }),
+            Error::Bind { .. } | Error::Listener { .. } => false,
+        }
+    }
+}
+
+/// The sources and backends a config describes.
+#[derive(Debug)]
+pub struct Built {
+    /// The sources roles use, in config order.
+    pub sources: Vec<Arc<TokenSource>>,
+    /// Each role with its backend.
+    pub roles: Vec<(RoleConfig, Backend)>,
+}
+
+impl Built {
+    /// The token source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Arc<TokenSource>> {
+        self.sources.iter().find(|s| s.name() == name)
+    }
+}
+
+/// Builds the sources and backends the config describes: the one place that does. Reads local
+/// files (CA bundles); makes no network call.
+pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, Error> {
+    let mut sources: Vec<Arc<TokenSource>> = Vec::new();
+    for sc in &config.sources {
+        if !config
+            .roles
+            .iter()
+            .any(|r| r.source() == Some(sc.name.as_str()))
+        {
+            continue;
+        }
+        let source = Source::new(&sc.settings).map_err(|source| Error::Source {
+            name: sc.name.clone(),
+            source,
+        })?;
+        sources.push(Arc::new(TokenSource::new(
+            sc.name.clone(),
+            source,
+            metrics.clone(),
+        )));
+    }
+    let client = sts::client(&config.sts).await;
+    let mut roles = Vec::new();
+    for role in &config.roles {
+        let backend = match &role.backend {
+            RoleBackend::WebIdentity { source } => {
+                // Config guarantees the name; a role naming no built source cannot be served.
+                let Some(token) = sources.iter().find(|s| s.name() == source).cloned() else {
+                    return Err(Error::Backend(backend::Error::Setup {
+                        role_arn: role.arn.clone(),
+                        detail: format!("names the source {source}, which was not built"),
+                        source: None,
+                    }));
+                };
+                Backend::Sts(Sts::new(
+                    client.clone(),
+                    token,
+                    role.assume(),
+                    metrics.clone(),
+                ))
+            }
+            RoleBackend::RolesAnywhere(settings) => Backend::RolesAnywhere(Box::new(
+                RolesAnywhere::new(settings, &role.assume(), metrics.clone())?,
+            )),
+        };
+        roles.push((role.clone(), backend));
+    }
+    Ok(Built { sources, roles })
+}
+
+/// The role with `alias`, or the default role.
+pub fn pick_role<'c>(config: &'c Config, alias: Option<&str>) -> Result<&'c RoleConfig, Error> {
+    let known = || {
+        config
+            .roles
+            .iter()
+            .map(|r| r.alias.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let found = match alias {
+        None => config.roles.first(),
+        Some(alias) => config.roles.iter().find(|r| r.alias == alias),
+    };
+    found.ok_or_else(|| Error::NoSuchRole {
+        alias: alias.unwrap_or("(the default)").to_owned(),
+        known: known(),
+    })
+}
+
+/// The authorization checker the config asks for; a token file that does not exist yet is
+/// created with a random token.
+pub fn auth(config: &Config) -> Result<Auth, Error> {
+    Ok(match &config.auth {
+        AuthSource::Fixed(token) => Auth::fixed(token.clone(), ENV_AUTH_TOKEN)?,
+        AuthSource::Generated(token) => Auth::fixed(token.clone(), "the generated token")?,
+        AuthSource::File(path) => {
+            let (auth, created) = Auth::from_file(path)?;
+            if created {
+                tracing::info!(path = %path.display(), "wrote a new random authorization token (mode 0600)");
+            }
+            auth
+        }
+    })
+}
+
+/// Binds a listener; the error names the flag, variable or key that chose the address.
+pub async fn bind(addr: SocketAddr, origin: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+        addr,
+        origin: origin.to_owned(),
+        source,
+    })
+}
+
+/// Binds both listeners of `config`.
+pub async fn bind_both(config: &Config) -> Result<(TcpListener, TcpListener), Error> {
+    let credentials = bind(config.listen, &config.listen_origin).await?;
+    let admin = bind(config.admin_listen, &config.admin_listen_origin).await?;
+    Ok((credentials, admin))
+}
+
+/// A running sidecar: both listeners and the refreshers.
+#[derive(Debug)]
+pub struct Sidecar {
+    /// Where the credentials endpoint listens.
+    pub credentials_addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// The roles served.
+    pub roles: Roles,
+    /// The admin endpoint (readiness).
+    pub admin: Arc<AdminApp>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    refreshers: Vec<JoinHandle<()>>,
+}
+
+impl Sidecar {
+    /// Stops accepting, lets in-flight requests finish, stops the refreshers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
+        for refresher in &self.refreshers {
+            refresher.abort();
+        }
+    }
+
+    /// The URL of a role's credentials (`None`: the default role).
+    pub fn credentials_url(&self, alias: Option<&str>) -> String {
+        match alias {
+            Some(alias) if alias != self.roles.default_role().alias() => {
+                format!("http://{}/v1/credentials/{alias}", self.credentials_addr)
+            }
+            _ => format!("http://{}/v1/credentials", self.credentials_addr),
+        }
+    }
+}
+
+/// Starts refreshers and both servers on already bound listeners.
+pub async fn start(
+    config: &Config,
+    auth: Auth,
+    credentials: TcpListener,
+    admin: TcpListener,
+) -> Result<Sidecar, Error> {
+    let metrics = Arc::new(Metrics::new());
+    let built = build(config, &metrics).await?;
+    let mut handles: Vec<RoleHandle> = Vec::new();
+    let mut refreshers = Vec::new();
+    for (role, backend) in built.roles {
+        let (source, kind) = backend.source_name();
+        metrics.set_role_source(&role.alias, source, kind);
+        let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
+        handles.push(handle);
+        refreshers.push(task);
+    }
+    let roles = Roles::new(handles).ok_or_else(|| Error::NoSuchRole {
+        alias: "(the default)".to_owned(),
+        known: String::new(),
+    })?;
+    let extra_hosts: Vec<_> = [config.listen.ip(), config.admin_listen.ip()]
+        .into_iter()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .collect();
+    let local = |l: &TcpListener, what| {
+        l.local_addr()
+            .map_err(|source| Error::Listener { what, source })
+    };
+    let credentials_addr = local(&credentials, "credentials")?;
+    let admin_addr = local(&admin, "admin")?;
+    let mut app = CredentialsApp::new(
+        roles.clone(),
+        Arc::new(auth),
+        metrics.clone(),
+        config.cold_start_wait,
+        extra_hosts.clone(),
+    );
+    if config.imds {
+        app = app.with_imds(config.imds_v1);
+        if config.imds_v1 {
+            tracing::warn!(
+                "IMDSv1 is on: any request that reaches the listener, including one forged through \
+                 a server-side request forgery in the app, can read credentials without a session token"
+            );
+        }
+    }
+    let app = Arc::new(app);
+    let admin_app = Arc::new(AdminApp::new(roles.clone(), metrics.clone(), extra_hosts));
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut servers = Vec::new();
+    servers.push(tokio::spawn(server::serve(
+        credentials,
+        config.limits,
+        move |req| {
+            let app = app.clone();
+            async move { app.handle(req).await }
+        },
+        until_stopped(stopped.clone()),
+    )));
+    let admin_for_server = admin_app.clone();
+    servers.push(tokio::spawn(server::serve(
+        admin,
+        config.limits,
+        move |req| {
+            let app = admin_for_server.clone();
+            async move { app.handle(req).await }
+        },
+        until_stopped(stopped),
+    )));
+    Ok(Sidecar {
+        credentials_addr,
+        admin_addr,
+        roles,
+        admin: admin_app,
+        metrics,
+        stop,
+        servers,
+        refreshers,
+    })
+}
+
+/// Where the authorization token is, for messages (`check`).
+pub fn auth_origin(config: &Config) -> String {
+    match &config.auth {
+        AuthSource::Fixed(_) => format!("<redacted>, from {ENV_AUTH_TOKEN}"),
+        AuthSource::File(p) => format!("from the file {}", p.display()),
+        AuthSource::Generated(_) => "<redacted>, generated for this process".to_owned(),
+    }
+}
