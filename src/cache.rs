@@ -238,6 +238,12 @@ impl RoleHandle {
         self.current().is_some()
     }
 
+    /// The class of the last failed attempt (`denied`, `unavailable`, ...), if the last attempt
+    /// failed: what an operator wants in a 503 (the message itself is only in `/status`).
+    pub fn last_error_class(&self) -> Option<&'static str> {
+        self.status.lock().last_error_class
+    }
+
     /// The role's state for `/status`.
     pub fn status(&self) -> RoleStatus {
         let current = self.current();

@@ -15,6 +15,7 @@ use crate::config::{CommonFlags, ServerFlags};
 #[command(
     name = "sts-sidecar",
     version,
+    args_override_self = true,
     after_help = "Every flag is also a variable: --role-arn is STS_SIDECAR_ROLE_ARN (flags win). \
                   Logging: STS_SIDECAR_LOG (e.g. info, debug, sts_sidecar=trace) and \
                   STS_SIDECAR_LOG_FORMAT (plain or json).\n\
@@ -36,6 +37,7 @@ serve them on loopback.\n\nPoint the app at it with:\n  \
 AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:61679/v1/credentials\n  \
 AWS_CONTAINER_AUTHORIZATION_TOKEN=<the same token the sidecar uses>"
     )]
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Run a command with credentials from a private server on ephemeral ports
     #[command(
@@ -49,6 +51,7 @@ sts-sidecar exec --token-service-url URL --role-arn ARN -- java -jar app.jar\nne
 entry at all; in a GitHub Actions step\n  \
 sts-sidecar exec --source github-actions --role-arn ARN -- ./deploy.sh\nneeds no other setup."
     )]
+    #[command(args_override_self = true)]
     Exec(ExecArgs),
     /// Print credentials as credential_process JSON, for ~/.aws/config
     #[command(
@@ -59,6 +62,7 @@ AWS_CONTAINER_AUTHORIZATION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE); ot
 exchange is done once here with the flags below. Only the JSON goes to stdout; on failure one \
 line goes to stderr and the exit code is 64 for a configuration error, 1 otherwise."
     )]
+    #[command(args_override_self = true)]
     CredentialProcess(CredentialProcessArgs),
     /// Diagnose the setup and print the trust policy each role needs
     #[command(
@@ -68,6 +72,7 @@ token claims (never the token) and the IAM trust-policy conditions filled with t
 then assume every role. Each failure says what to fix. Exit 0 only when every step passed.\n\n\
 With --wait SECS, instead poll a running sidecar's /ready (for start scripts)."
     )]
+    #[command(args_override_self = true)]
     Check(CheckArgs),
 }
 

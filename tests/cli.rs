@@ -487,3 +487,21 @@ async fn turning_on_imdsv1_is_warned_about_at_startup() {
         "the startup line says IMDS is on: {err}"
     );
 }
+
+#[test]
+fn a_log_filter_that_names_no_level_is_refused_not_silent() {
+    // See: issue #17 (STS_SIDECAR_LOG=warning silenced every line, failed refreshes included).
+    let out = command()
+        .args(["check", "--wait", "0"])
+        .env("STS_SIDECAR_LOG", "warning")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains(
+            "STS_SIDECAR_LOG: \"warning\" in \"warning\" is not a level (did you mean warn?)"
+        ),
+        "{err}"
+    );
+}

@@ -534,3 +534,89 @@ async fn check_names_the_sts_endpoint_aws_config_will_use() {
         "{text}"
     );
 }
+
+// ---- what a new user tripped over (issue #17)
+
+#[tokio::test]
+async fn exec_says_in_words_that_sts_cannot_be_reached() {
+    // See: issue #17 (the message ended in `DispatchFailure(... ConnectorError ...)`).
+    let stack = Stack::start().await;
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = format!("http://{}", unused.local_addr().expect("addr"));
+    drop(unused);
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args([
+        "--sts-endpoint",
+        &closed,
+        "--ready-timeout",
+        "2",
+        "--",
+        "true",
+    ]);
+    let out = output(cmd).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no credentials for role default after 2s")
+            && err.contains("cannot reach STS")
+            && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    for debug in ["DispatchFailure", "ConnectorError", "{ ", "Some("] {
+        assert!(!err.contains(debug), "a debug dump ({debug}) in: {err}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_key_file_keeps_the_reason() {
+    // See: issue #17 (missing and permission denied read the same).
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("no-such.key");
+    let mut cmd = check(&stack);
+    cmd.args(["--key-file", &missing.display().to_string()]);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot read the private key file {} (from --key-file)",
+            missing.display()
+        )) && text.contains("No such file or directory"),
+        "{text}"
+    );
+    // A directory where the key should be: another reason, also named.
+    let mut cmd = check(&stack);
+    cmd.args(["--key-file", &dir.path().display().to_string()]);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Is a directory"), "{text}");
+}
+
+#[tokio::test]
+async fn credential_process_never_sends_the_token_in_clear_to_another_host() {
+    // See: issue #17 (it sent the authorization token to a non-loopback http:// host).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let out = output({
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://10.255.255.1:61679/v1/credentials",
+            )
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN)
+            .arg("credential-process");
+        c
+    })
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("would be sent in clear text to 10.255.255.1") && !err.contains(AUTH_TOKEN),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    drop(listener);
+}

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sts_sidecar::testing::fake_sts::StsReply;
 use sts_sidecar::testing::fake_token_service::TokenReply;
 
 use crate::support::{AUTH_TOKEN, Options, ROLE_ARN, Stack};
@@ -184,6 +185,13 @@ async fn answers_503_with_retry_after_while_upstreams_are_slow() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["Code"], "CredentialsUnavailable");
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("waiting for the first answer")),
+        "{}",
+        r.body
+    );
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3),
         "{waited:?}"
@@ -538,4 +546,39 @@ async fn thousands_of_idle_connections_are_cut_off_and_do_not_stop_service() {
     assert_eq!(r.status, 200);
     assert!(started.elapsed() < Duration::from_secs(15));
     drop(idle);
+}
+
+#[tokio::test]
+async fn a_503_names_the_class_of_the_last_error_and_no_secret() {
+    // See: issue #17 (the README said the 503 carries the last error; it only pointed to /status).
+    let mut stack = Stack::with(Options {
+        start: false,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        stack.sts.push_reply(StsReply::access_denied());
+    }
+    stack.start_sidecar().await;
+    let status = loop {
+        let st = stack.get(&stack.admin_url("/status"), &[]).await;
+        if st.json()["roles"][0]["last_error_class"] == "denied" {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let r = stack.get_credentials().await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let message = r.json()["Message"].as_str().unwrap_or("").to_owned();
+    assert!(
+        message.contains("the last refresh failed (denied)"),
+        "{message}"
+    );
+    // The upstream's own words stay in /status.
+    let error = status.json()["roles"][0]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(error.contains("AccessDenied"), "{error}");
+    assert!(!message.contains("AccessDenied") && !message.contains(ROLE_ARN));
 }

@@ -927,3 +927,80 @@ async fn check_explains_googles_condition_keys() {
         assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn check_fails_when_the_trust_policy_refuses_the_token_even_if_sts_did_not() {
+    // See: issue #17 (check said the policy did not allow the token, then "check passed", 0).
+    let world = World::new().await;
+    let env = [
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            world.idp.github_request_url(),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            GITHUB_REQUEST_TOKEN.to_owned(),
+        ),
+    ];
+    let policy = world.path("trust.json");
+    std::fs::write(
+        &policy,
+        r#"{"Statement":{"Effect":"Allow",
+          "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+          "Action":"sts:AssumeRoleWithWebIdentity",
+          "Condition":{"StringLike":{"token.actions.githubusercontent.com:sub":"repo:octo-org/other-app:*"}}}}"#,
+    )
+    .expect("policy");
+    // The fake STS assumes the role (an emulator need not check trust policies).
+    let policy_arg = policy.display().to_string();
+    let (code, text) = run(check_command(
+        &world,
+        &["--source", "github-actions", "--trust-policy", &policy_arg],
+        &env,
+    ))
+    .await;
+    assert!(text.contains("  ok    default"), "{text}");
+    assert!(
+        text.contains("trust policy does not allow this token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("check failed") && !text.contains("check passed"),
+        "{text}"
+    );
+    assert_eq!(code, Some(1), "{text}");
+}
+
+#[tokio::test]
+async fn an_expired_token_file_says_when_it_expired_and_that_its_writer_stopped() {
+    // See: issue #17 (it printed a raw epoch and blamed the clock).
+    let world = World::new().await;
+    let token_path = world.path("token");
+    let expired = sts_sidecar::clock::now_unix() - 2 * 3600;
+    let signer = sts_sidecar::testing::jwt::JwtSigner::generate("test").expect("key");
+    let jwt = signer
+        .sign(&serde_json::json!({"sub": "app", "iat": expired - 3600, "exp": expired}))
+        .expect("sign");
+    std::fs::write(&token_path, &jwt).expect("token");
+    let config = world.config(&format!(
+        "[source.k8s]\ntype = \"file\"\npath = \"{}\"\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        token_path.display()
+    ));
+    let e = world
+        .token_source(&config)
+        .token()
+        .await
+        .expect_err("expired");
+    let text = e.chain();
+    let when = sts_sidecar::clock::format_rfc3339(expired);
+    assert!(
+        text.contains(&format!("expired at {when} (2 h 0 min ago)")),
+        "{text}"
+    );
+    assert!(
+        e.hint().contains("has stopped renewing it") && e.hint().contains("source.k8s.path"),
+        "{}",
+        e.hint()
+    );
+    assert!(!text.contains(&jwt));
+}

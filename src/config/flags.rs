@@ -164,7 +164,9 @@ pub struct Overrides {
 
 /// Every flag that is also a variable, as one clap command.
 fn command() -> Command {
-    let command = Command::new("sts-sidecar").no_binary_name(true);
+    let command = Command::new("sts-sidecar")
+        .no_binary_name(true)
+        .args_override_self(true);
     ServerFlags::augment_args(CommonFlags::augment_args(command))
 }
 
@@ -384,6 +386,14 @@ mod tests {
             ]
         );
         assert_eq!(o.server.imds, None);
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value() {
+        // A wrapper (a buildpack's start command) passes defaults; the user's flags come later.
+        let o = Overrides::from_args(["--duration", "900", "--duration", "1800"], &env(&[]))
+            .expect("parses");
+        assert_eq!(o.common.duration, Some(1800));
     }
 
     #[test]

@@ -189,10 +189,21 @@ impl CredentialsApp {
         match role.wait_usable(self.cold_start_wait).await {
             Some(snapshot) => json_response(StatusCode::OK, snapshot.body.clone()),
             None => {
+                // The class of the last error says what kind of trouble it is without a word of
+                // the upstream's message (which may name internals); /status has the message.
+                let message = match role.last_error_class() {
+                    Some(class) => format!(
+                        "credentials are not available: the last refresh failed ({class}); \
+                         the sidecar's /status has the error"
+                    ),
+                    None => "credentials are not available yet: waiting for the first answer; \
+                             see the sidecar's /status"
+                        .to_owned(),
+                };
                 let mut r = error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "CredentialsUnavailable",
-                    "credentials are not available yet; see the sidecar's /status",
+                    &message,
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
