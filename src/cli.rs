@@ -74,6 +74,28 @@ With --wait SECS, instead poll a running sidecar's /ready (for start scripts)."
     )]
     #[command(args_override_self = true)]
     Check(CheckArgs),
+    /// Run the token service: issue JWTs to app instances that prove their identity
+    #[command(
+        long_about = "Run the token service: issue JWTs to Cloud Foundry app instances that \
+prove their instance identity, and publish the keys that verify them \
+(/.well-known/openid-configuration, /token_keys).\n\nA caller proves itself with an assertion \
+signed by its instance key (the default; works behind any router), a client certificate over \
+TLS (--tls-cert/--tls-key), or, only with --accept xfcc, the certificate a router puts in \
+X-Forwarded-Client-Cert. Every certificate must verify to --instance-identity-ca.\n\n\
+On Cloud Foundry (binary buildpack):\n  sts-sidecar issuer --issuer-url https://issuer.apps.example.com \\\n    \
+--instance-identity-ca ca.pem --signing-key env:SIGNING_KEY\nlistens on $PORT. SIGHUP (or a \
+changed file) re-reads keys and certificates; SIGTERM drains and stops."
+    )]
+    #[command(args_override_self = true)]
+    Issuer(IssuerArgs),
+}
+
+/// Flags of `issuer`.
+#[derive(Debug, Clone, Args)]
+pub struct IssuerArgs {
+    /// The issuer's settings.
+    #[command(flatten)]
+    pub flags: crate::config::issuer::IssuerFlags,
 }
 
 /// Flags of `serve` (and of `check`, which judges the same settings).

@@ -260,9 +260,9 @@ fn parse_pair(
             origin: files.cert_origin.clone(),
         });
     };
-    let leaf = leaf_info(leaf_der, chain.len()).map_err(|reason| Error::BadCertificate {
+    let leaf = leaf_info(leaf_der, chain.len()).map_err(|e| Error::BadCertificate {
         path: files.cert_path.clone(),
-        reason,
+        reason: e.to_string(),
     })?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| Error::NoPem {
         what: "private key",
@@ -294,9 +294,12 @@ fn parse_pair(
 }
 
 /// Parses the facts we report about a leaf certificate.
-pub fn leaf_info(der: &[u8], chain_len: usize) -> Result<LeafInfo, String> {
+pub fn leaf_info(
+    der: &[u8],
+    chain_len: usize,
+) -> Result<LeafInfo, x509_parser::nom::Err<x509_parser::error::X509Error>> {
     use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)?;
     let subject = cert.subject();
     let organizational_units = subject
         .iter_organizational_unit()

@@ -44,6 +44,8 @@ pub mod cmd;
 pub mod config;
 pub mod env;
 pub mod identity;
+pub mod issuer;
+pub mod jws;
 pub mod metrics;
 pub mod report;
 pub mod secret;

@@ -48,6 +48,7 @@ fn main() {
             Command::Exec(args) => cmd::exec::run(args, sub, &env).await,
             Command::CredentialProcess(args) => cmd::credential_process::run(args, sub, &env).await,
             Command::Check(args) => cmd::check::run(args, sub, &env).await,
+            Command::Issuer(args) => cmd::issuer::run(args, sub, &env).await.map(|()| 0),
         }
     });
     match result {

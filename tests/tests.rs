@@ -28,6 +28,8 @@ mod refresh;
 mod sources;
 // IAM Roles Anywhere roles against a fake that verifies signatures and chains.
 mod roles_anywhere;
+// sts-sidecar issuer: proofs, forgeries, keys, rotation, the sidecar through it.
+mod issuer;
 // Instance identity rotation, including a key replaced before its certificate.
 mod rotation;
 // Seven simulated days of random faults.

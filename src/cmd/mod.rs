@@ -5,6 +5,7 @@
 pub mod check;
 pub mod credential_process;
 pub mod exec;
+pub mod issuer;
 pub mod serve;
 
 /// An error with the exit code it should produce.

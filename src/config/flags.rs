@@ -163,7 +163,7 @@ pub struct Overrides {
 }
 
 /// Every flag that is also a variable, as one clap command.
-fn command() -> Command {
+pub(crate) fn command() -> Command {
     let command = Command::new("sts-sidecar")
         .no_binary_name(true)
         .args_override_self(true);
@@ -187,61 +187,108 @@ pub fn env_names() -> Vec<String> {
         .collect()
 }
 
-impl Overrides {
-    /// The flags of a subcommand's command line (`cli`) over the `STS_SIDECAR_*` variables.
-    pub fn new(cli: &ArgMatches, env: &dyn Env) -> Overrides {
-        let mut command = command();
-        command.build();
-        let mut problems = Vec::new();
-        let mut argv: Vec<OsString> = Vec::new();
-        let known: Vec<(String, &clap::Arg)> = command
+/// A command's flags read from their `STS_SIDECAR_*` variables.
+pub(crate) struct EnvLayer {
+    /// The flags the variables give (`None` when they could not be read together).
+    pub(crate) matches: Option<ArgMatches>,
+    /// Variables that are wrong, or that name no flag of any subcommand.
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Every variable of the namespace sts-sidecar reads, whichever subcommand reads it.
+pub(crate) fn known_variables() -> Vec<String> {
+    let mut names: Vec<String> = [command(), super::issuer::command()]
+        .iter()
+        .flat_map(|c| c.get_arguments().filter_map(|a| a.get_long()).map(env_name))
+        .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Reads the variables of `command`'s flags, each with its flag's own parser.
+pub(crate) fn env_layer(command: &Command, env: &dyn Env) -> EnvLayer {
+    let mut problems = Vec::new();
+    let mut argv: Vec<OsString> = Vec::new();
+    let known = known_variables();
+    let mut vars = env.vars();
+    vars.sort();
+    for (var, value) in vars {
+        if !var.starts_with(ENV_PREFIX) || OTHER_VARS.contains(&var.as_str()) {
+            continue;
+        }
+        let arg = command
             .get_arguments()
-            .filter_map(|a| Some((env_name(a.get_long()?), a)))
-            .collect();
-        let mut vars = env.vars();
-        vars.sort();
-        for (var, value) in vars {
-            if !var.starts_with(ENV_PREFIX) || OTHER_VARS.contains(&var.as_str()) {
-                continue;
-            }
-            let Some((_, arg)) = known.iter().find(|(name, _)| *name == var) else {
-                let names = known
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .chain(OTHER_VARS.iter().copied());
-                let hint = closest(&var, names)
+            .find(|a| a.get_long().is_some_and(|l| env_name(l) == var));
+        let Some(arg) = arg else {
+            if !known.contains(&var) {
+                let hint = closest(&var, known.iter().map(String::as_str))
                     .map(|n| format!(" (did you mean {n}?)"))
                     .unwrap_or_default();
                 problems.push(Problem {
                     key: var.clone(),
                     message: format!("is not a variable sts-sidecar knows{hint}"),
                 });
-                continue;
-            };
-            if value.trim().is_empty() {
-                continue;
             }
-            let Some(long) = arg.get_long() else { continue };
-            // Each variable alone first, so that a bad one is named and the others still count.
-            let token: OsString = format!("--{long}={value}").into();
-            match command.clone().try_get_matches_from([token.clone()]) {
-                Ok(_) => argv.push(token),
-                Err(e) => problems.push(Problem {
-                    key: var.clone(),
-                    message: format!("invalid value {value:?}: {}", reason(&e)),
-                }),
-            }
-        }
-        let from_env = match command.clone().try_get_matches_from(argv) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problems.push(Problem {
-                    key: format!("{ENV_PREFIX}*"),
-                    message: reason(&e),
-                });
-                None
-            }
+            continue;
         };
+        if value.trim().is_empty() {
+            continue;
+        }
+        let Some(long) = arg.get_long() else { continue };
+        // Each variable alone first, so that a bad one is named and the others still count.
+        let token: OsString = format!("--{long}={value}").into();
+        match command.clone().try_get_matches_from([token.clone()]) {
+            Ok(_) => argv.push(token),
+            Err(e) => problems.push(Problem {
+                key: var.clone(),
+                message: format!("invalid value {value:?}: {}", reason(&e)),
+            }),
+        }
+    }
+    let matches = match command.clone().try_get_matches_from(argv) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(Problem {
+                key: format!("{ENV_PREFIX}*"),
+                message: reason(&e),
+            });
+            None
+        }
+    };
+    EnvLayer { matches, problems }
+}
+
+/// Where each of `command`'s flags came from: typed on the command line (`cli`), or a variable.
+pub(crate) fn origins(command: &Command, cli: &ArgMatches, env: Option<&ArgMatches>) -> Origins {
+    let mut origins = Origins::default();
+    for arg in command.get_arguments() {
+        let (id, Some(long)) = (arg.get_id().as_str(), arg.get_long()) else {
+            continue;
+        };
+        let given = |m: &ArgMatches| {
+            m.try_contains_id(id).unwrap_or(false)
+                && m.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        if given(cli) {
+            origins.insert(id, Origin::Flag(format!("--{long}")));
+        } else if env.is_some_and(given) {
+            origins.insert(id, Origin::Env(env_name(long)));
+        }
+    }
+    origins
+}
+
+impl Overrides {
+    /// The flags of a subcommand's command line (`cli`) over the `STS_SIDECAR_*` variables.
+    pub fn new(cli: &ArgMatches, env: &dyn Env) -> Overrides {
+        let mut command = command();
+        command.build();
+        let EnvLayer {
+            matches: from_env,
+            mut problems,
+        } = env_layer(&command, env);
         let (mut common, mut server) = match &from_env {
             Some(m) => (
                 CommonFlags::from_arg_matches(m).unwrap_or_default(),
@@ -249,21 +296,7 @@ impl Overrides {
             ),
             None => Default::default(),
         };
-        let mut origins = Origins::default();
-        for arg in command.get_arguments() {
-            let (id, Some(long)) = (arg.get_id().as_str(), arg.get_long()) else {
-                continue;
-            };
-            let given = |m: &ArgMatches| {
-                m.try_contains_id(id).unwrap_or(false)
-                    && m.value_source(id) == Some(ValueSource::CommandLine)
-            };
-            if given(cli) {
-                origins.insert(id, Origin::Flag(format!("--{long}")));
-            } else if from_env.as_ref().is_some_and(given) {
-                origins.insert(id, Origin::Env(env_name(long)));
-            }
-        }
+        let origins = origins(&command, cli, from_env.as_ref());
         let defines = |id: &str| cli.try_contains_id(id).is_ok();
         if defines("role_arn")
             && let Err(e) = common.update_from_arg_matches(cli)
@@ -313,7 +346,7 @@ impl Overrides {
 }
 
 /// Why clap refused a value, in words: the parser's own reason, or the values allowed.
-fn reason(e: &clap::Error) -> String {
+pub(crate) fn reason(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
     if let Some(source) = std::error::Error::source(e) {
         return source.to_string();

@@ -30,6 +30,7 @@ mod build;
 mod cf;
 mod file;
 pub mod flags;
+pub mod issuer;
 
 use std::fmt;
 use std::net::SocketAddr;

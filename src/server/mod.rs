@@ -1,4 +1,5 @@
-//! The listeners: the credentials endpoint (and, later, IMDS) and the admin endpoint.
+//! The listeners: the credentials endpoint (with the optional IMDSv2 emulation on the same
+//! port) and the admin endpoint.
 //!
 //! [`serve`] takes an already bound listener ("bind outside, serve inside"), so tests bind
 //! `127.0.0.1:0` and the CLI binds and logs addresses before anything else. Both listeners share
@@ -148,15 +149,51 @@ impl Connections {
         F: Future<Output = Response<Body>> + Send + 'static,
         G: Send + 'static,
     {
+        self.later().spawn(io, handler, guard)
+    }
+
+    /// A connection to be served later, from another task (after a TLS handshake), still
+    /// counted by [`Connections::shutdown`] until it ends or is dropped.
+    pub fn later(&self) -> Later {
+        Later {
+            builder: self.builder.clone(),
+            header_read_timeout: self.header_read_timeout,
+            watcher: self.graceful.watcher(),
+        }
+    }
+
+    /// Asks every connection to finish its request in flight and close; completes when all have.
+    pub async fn shutdown(self) {
+        self.graceful.shutdown().await;
+    }
+}
+
+/// A connection of [`Connections`] served from another task (see [`Connections::later`]).
+#[derive(Debug)]
+pub struct Later {
+    builder: http1::Builder,
+    header_read_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Later {
+    /// Serves `io` as [`Connections::spawn`] does.
+    pub fn spawn<IO, H, F, G>(self, io: IO, handler: H, guard: G) -> JoinHandle<()>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
+        G: Send + 'static,
+    {
         let (timer, watchdog) = head_deadline::pair();
-        let mut builder = self.builder.clone();
+        let mut builder = self.builder;
         builder.timer(timer);
         let service = service_fn(move |req| {
             let response = handler(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = self
-            .graceful
+            .watcher
             .watch(builder.serve_connection(TokioIo::new(io), service));
         // The watchdog is a task of its own so that the connection's task, woken for every
         // request, polls nothing but the connection. It ends as soon as the connection does
@@ -180,11 +217,6 @@ impl Connections {
             }
         });
         task
-    }
-
-    /// Asks every connection to finish its request in flight and close; completes when all have.
-    pub async fn shutdown(self) {
-        self.graceful.shutdown().await;
     }
 }
 

@@ -136,6 +136,8 @@ struct State {
     next: Mutex<VecDeque<StsReply>>,
     default: Mutex<StsReply>,
     trusted_keys: Mutex<Vec<Vec<u8>>>,
+    /// Issuers registered as OIDC providers: their URL and a client trusting their CA.
+    issuers: Mutex<Vec<(String, reqwest::Client)>>,
     audience: String,
     max_session_secs: u64,
     secret_marker: Mutex<String>,
@@ -158,6 +160,7 @@ impl FakeSts {
             next: Mutex::new(VecDeque::new()),
             default: Mutex::new(StsReply::Credentials),
             trusted_keys: Mutex::new(trusted_key.into_iter().collect()),
+            issuers: Mutex::new(Vec::new()),
             audience: "sts.amazonaws.com".into(),
             max_session_secs: 43_200,
             secret_marker: Mutex::new(String::new()),
@@ -206,9 +209,99 @@ impl FakeSts {
         self.state.trusted_keys.lock().push(key);
     }
 
+    /// Register `issuer` (its URL, as in `iss`) as an OIDC provider, as `aws iam
+    /// create-open-id-connect-provider` does: its tokens are verified with the keys its
+    /// discovery document names, fetched for every call (no cache: each test sees the keys
+    /// published now). `ca_pem` is trusted for its HTTPS.
+    pub fn trust_issuer(&self, issuer: &str, ca_pem: Option<&str>) -> Result<(), BoxError> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5));
+        if let Some(pem) = ca_pem {
+            builder =
+                builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
+        }
+        self.state
+            .issuers
+            .lock()
+            .push((issuer.trim_end_matches('/').to_owned(), builder.build()?));
+        Ok(())
+    }
+
     /// Embed `marker` in every secret key and session token issued from now on.
     pub fn set_secret_marker(&self, marker: &str) {
         *self.state.secret_marker.lock() = marker.to_owned();
+    }
+}
+
+/// Verifies `token` as STS does for an OIDC provider: the discovery document at the issuer, its
+/// `jwks_uri`, the key with the token's `kid`, the signature.
+async fn verify_by_discovery(
+    token: &str,
+    issuer: &str,
+    client: &reqwest::Client,
+) -> Result<(), String> {
+    let fetch = |url: String| async move {
+        let r = client.get(&url).send().await.map_err(|_| {
+            format!("Couldn't retrieve verification key from your identity provider ({url})")
+        })?;
+        let body = r.bytes().await.map_err(|_| format!("cannot read {url}"))?;
+        serde_json::from_slice::<serde_json::Value>(&body).map_err(|_| {
+            format!("the identity provider answered {url} with something that is not JSON")
+        })
+    };
+    let discovery = fetch(format!("{issuer}/.well-known/openid-configuration")).await?;
+    if discovery["issuer"].as_str() != Some(issuer) {
+        return Err("the discovery document names another issuer".to_owned());
+    }
+    let jwks_uri = discovery["jwks_uri"]
+        .as_str()
+        .ok_or("the discovery document has no jwks_uri")?
+        .to_owned();
+    let jwks = fetch(jwks_uri).await?;
+    let parts = crate::jws::parse(token).map_err(|_| "Couldn't parse the web identity token")?;
+    let kid = parts.header.get("kid").and_then(|k| k.as_str());
+    let alg = parts
+        .header
+        .get("alg")
+        .and_then(|a| a.as_str())
+        .and_then(crate::jws::Alg::from_name)
+        .ok_or("unsupported alg")?;
+    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    let jwk = keys
+        .iter()
+        .find(|k| k["kid"].as_str() == kid)
+        .ok_or("No matching key in the identity provider's JWKS")?;
+    let key = jwk_to_public_key(jwk).ok_or("the JWK cannot be read")?;
+    if key.verify(alg, parts.signing_input.as_bytes(), &parts.signature) {
+        Ok(())
+    } else {
+        Err("The web identity token signature could not be verified".to_owned())
+    }
+}
+
+/// A JWK (RSA or EC) as a verifying key.
+fn jwk_to_public_key(jwk: &serde_json::Value) -> Option<crate::jws::PublicKey> {
+    use base64::Engine as _;
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwk[k].as_str()?)
+            .ok()
+    };
+    match jwk["kty"].as_str()? {
+        "EC" => {
+            let alg = match jwk["crv"].as_str()? {
+                "P-256" => crate::jws::Alg::Es256,
+                "P-384" => crate::jws::Alg::Es384,
+                _ => return None,
+            };
+            let mut point = vec![4u8];
+            point.extend(b64("x")?);
+            point.extend(b64("y")?);
+            crate::jws::PublicKey::ec(alg, point).ok()
+        }
+        "RSA" => Some(crate::jws::PublicKey::rsa(&b64("n")?, &b64("e")?)),
+        _ => None,
     }
 }
 
@@ -290,12 +383,26 @@ impl State {
             return error(400, "InvalidIdentityToken", "Incorrect token audience");
         }
         let keys = self.trusted_keys.lock().clone();
-        if !keys.is_empty() && !keys.iter().any(|key| super::jwt::verify(token, key)) {
-            return error(
-                400,
-                "InvalidIdentityToken",
-                "The web identity token signature could not be verified",
-            );
+        let issuer = self
+            .issuers
+            .lock()
+            .iter()
+            .find(|(url, _)| Some(url.as_str()) == claims.iss.as_deref())
+            .cloned();
+        match issuer {
+            Some((url, client)) => {
+                if let Err(why) = verify_by_discovery(token, &url, &client).await {
+                    return error(400, "InvalidIdentityToken", &why);
+                }
+            }
+            None if !keys.is_empty() && !keys.iter().any(|key| super::jwt::verify(token, key)) => {
+                return error(
+                    400,
+                    "InvalidIdentityToken",
+                    "The web identity token signature could not be verified",
+                );
+            }
+            None => {}
         }
         let next = self.next.lock().pop_front();
         let action = next.unwrap_or_else(|| self.default.lock().clone());

@@ -357,6 +357,114 @@ impl TestPki {
     pub fn intermediate_der(&self) -> &[u8] {
         &self.intermediate_der
     }
+
+    /// The fake upstreams' server certificate, PEM (for a server of our own, e.g. the issuer).
+    pub fn server_cert_pem(&self) -> String {
+        self.server_chain
+            .iter()
+            .map(|c| {
+                let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c);
+                let lines: Vec<&str> = b64
+                    .as_bytes()
+                    .chunks(64)
+                    .filter_map(|l| std::str::from_utf8(l).ok())
+                    .collect();
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    lines.join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// The key of [`TestPki::server_cert_pem`], PKCS#8 PEM.
+    pub fn server_key_pem(&self) -> Result<String, BoxError> {
+        pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &self.server_key_der)
+            .map_err(|e| e.to_string().into())
+    }
+
+    /// The Diego CA bundle an issuer trusts (root and intermediate), written to a file.
+    pub fn write_ca_bundle(&self) -> std::io::Result<PathBuf> {
+        let path = self.dir().join("instance-identity-ca.pem");
+        std::fs::write(&path, format!("{}{}", self.root_pem, self.intermediate_pem))?;
+        Ok(path)
+    }
+
+    /// A certificate with this PKI's subject shape for `ids`, signed by `signer_key_pem` as if
+    /// `signer_cert_der` were a CA (for forgery tests: an instance using its own leaf as a CA,
+    /// or a CA nobody configured). Valid from now for a day; P-256 key, returned as
+    /// (certificate PEM including `chain_pem`, key PEM).
+    pub fn forge(
+        ids: &CfIds,
+        signer_cert_der: &[u8],
+        signer_key_pem: &str,
+        chain_pem: &str,
+    ) -> Result<InstanceIdentity, BoxError> {
+        use p256::pkcs8::DecodePrivateKey as _;
+        let issuer = x509_cert::Certificate::from_der(signer_cert_der)?
+            .tbs_certificate
+            .subject;
+        let signer = p256::ecdsa::SigningKey::from_pkcs8_pem(signer_key_pem)?;
+        let key = KeyPair::generate()?;
+        let subject = Name::from_str(&format!(
+            "CN={},OU=organization:{}+OU=space:{}+OU=app:{}",
+            ids.instance, ids.org, ids.space, ids.app
+        ))?;
+        let now = u64::try_from(crate::clock::now_unix()).unwrap_or(0);
+        let validity = Validity {
+            not_before: Time::try_from(UNIX_EPOCH + Duration::from_secs(now - 60))?,
+            not_after: Time::try_from(UNIX_EPOCH + Duration::from_secs(now + 86_400))?,
+        };
+        let mut builder = CertificateBuilder::new(
+            Profile::Leaf {
+                issuer,
+                enable_key_agreement: false,
+                enable_key_encipherment: false,
+            },
+            SerialNumber::new(&[0x42])?,
+            validity,
+            subject,
+            SubjectPublicKeyInfoOwned::from_der(&key.subject_public_key_info())?,
+            &signer,
+        )?;
+        use x509_cert::der::oid::db::rfc5280::ID_KP_CLIENT_AUTH;
+        builder.add_extension(&ExtendedKeyUsage(vec![ID_KP_CLIENT_AUTH]))?;
+        let cert = builder.build::<p256::ecdsa::DerSignature>()?;
+        Ok(InstanceIdentity {
+            cert_pem: format!("{}{chain_pem}", cert.to_pem(LineEnding::LF)?),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A self-signed certificate carrying `ids` in its subject (a forged identity): the
+    /// certificate PEM and its key PEM. With `ca`, it also claims to be a CA.
+    pub fn self_signed(ids: &CfIds, ca: bool) -> Result<InstanceIdentity, BoxError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, ids.instance.clone());
+        params.distinguished_name.push(
+            DnType::OrganizationalUnitName,
+            format!("organization:{}", ids.org),
+        );
+        params.distinguished_name.push(
+            DnType::OrganizationalUnitName,
+            format!("space:{}", ids.space),
+        );
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, format!("app:{}", ids.app));
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.self_signed(&key)?;
+        Ok(InstanceIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 use rustls_pki_types::pem::PemObject as _;

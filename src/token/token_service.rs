@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use super::{Context, Error, IdentityToken, Kind, Probe, Stamp, decode_claims};
 use crate::checker::{Checker, Field, Layer, layer};
 use crate::identity::{IdentityFiles, IdentityPair};
+use crate::jws;
 
 /// Default timeout of one call.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
@@ -171,8 +174,18 @@ pub struct TokenService {
     identity: IdentityFiles,
     extra_roots: Vec<reqwest::Certificate>,
     timeout: Duration,
-    client: parking_lot::Mutex<Option<(Arc<Vec<u8>>, reqwest::Client)>>,
+    /// The session built for the certificate file's bytes (rebuilt when they change).
+    client: parking_lot::Mutex<Option<(Arc<Vec<u8>>, Session)>>,
 }
+
+/// The HTTP client and assertion signer for one certificate.
+type Session = (reqwest::Client, Option<Arc<jws::Signer>>);
+
+/// How long an assertion is valid: long enough for a clock two minutes behind the issuer's,
+/// short enough that the issuer remembers few of them to refuse replays.
+pub const ASSERTION_LIFETIME_SECS: i64 = 120;
+/// The grant type of RFC 7523's JWT bearer grant.
+const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 impl std::fmt::Debug for TokenService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -250,22 +263,46 @@ impl TokenService {
 
     /// Exchanges the identity pair for a token: one POST, no retries (the caller retries).
     pub async fn exchange(&self, pair: &IdentityPair) -> Result<IdentityToken, Error> {
-        let client = self.client_for(pair)?;
+        let (client, signer) = self.client_for(pair)?;
         let url = &self.token_url;
-        let response = client
+        let mut request = client
             .post(url)
-            .header(http::header::ACCEPT, "text/plain, */*")
-            .send()
-            .await
-            .map_err(|e| unreachable(url, e))?;
+            .header(http::header::ACCEPT, "application/jwt, text/plain, */*");
+        // The assertion proves the key to an issuer behind any router; a service that only
+        // knows mTLS ignores the body and reads the certificate presented above.
+        if let Some(assertion) = self.assertion(pair, &signer) {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", GRANT_JWT_BEARER)
+                .append_pair("assertion", &assertion)
+                .finish();
+            request = request
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body);
+        }
+        let response = request.send().await.map_err(|e| unreachable(url, e))?;
         let status = response.status();
         if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
+            // An OAuth error (sts-sidecar issuer) says why; its text never holds a secret.
+            let described = super::http::read_limited(response)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("error_description")?.as_str().map(str::to_owned))
+                .map(|d| d.chars().take(300).collect::<String>());
             return Err(Error::Refused {
                 origin: origin(url),
-                detail: format!(
-                    "refused the client certificate (HTTP {status}); check that the certificate \
-                     is the instance identity certificate and that the service trusts its CA"
-                ),
+                detail: match described {
+                    Some(why) => format!("refused the instance identity (HTTP {status}): {why}"),
+                    None => format!(
+                        "refused the client certificate (HTTP {status}); check that the \
+                         certificate is the instance identity certificate and that the service \
+                         trusts its CA"
+                    ),
+                },
                 hint: "the token service must trust the Diego instance identity CA, and a route \
                        in front of it must pass the client certificate on (gorouter: \
                        forwarded_client_cert = sanitize_set)"
@@ -292,12 +329,47 @@ impl TokenService {
         interpret(url, &body, html)
     }
 
-    fn client_for(&self, pair: &IdentityPair) -> Result<reqwest::Client, Error> {
+    /// An assertion for one call: signed with the instance key, the chain in `x5c`, valid for
+    /// [`ASSERTION_LIFETIME_SECS`]. `None` when the key cannot sign a JWS (the certificate alone
+    /// is then the proof, as with the existing service).
+    fn assertion(&self, pair: &IdentityPair, signer: &Option<Arc<jws::Signer>>) -> Option<String> {
+        let signer = signer.as_ref()?;
+        let cn = pair
+            .leaf
+            .subject_attributes
+            .iter()
+            .find(|(n, _)| n == "CN")
+            .map(|(_, v)| v.clone())?;
+        let chain: Vec<String> = pair
+            .chain_der()
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+            .collect();
+        let now = crate::clock::now_unix();
+        let mut jti = [0u8; 24];
+        if aws_lc_rs::rand::fill(&mut jti).is_err() {
+            jti = rand::random();
+        }
+        let claims = serde_json::json!({
+            "iss": cn,
+            "sub": cn,
+            "aud": self.url,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+            "jti": jws::b64url(&jti),
+        });
+        signer
+            .sign(serde_json::json!({"typ": "JWT", "x5c": chain}), &claims)
+            .map_err(|e| tracing::debug!(error = %e, "cannot sign the assertion; sending none"))
+            .ok()
+    }
+
+    fn client_for(&self, pair: &IdentityPair) -> Result<Session, Error> {
         let mut slot = self.client.lock();
-        if let Some((cert, client)) = slot.as_ref()
+        if let Some((cert, session)) = slot.as_ref()
             && *cert == pair.cert_pem
         {
-            return Ok(client.clone());
+            return Ok(session.clone());
         }
         let setup = |source: reqwest::Error| Error::Unreachable {
             origin: format!(
@@ -318,8 +390,12 @@ impl TokenService {
             .user_agent(concat!("sts-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(setup)?;
-        *slot = Some((pair.cert_pem.clone(), client.clone()));
-        Ok(client)
+        let signer = pair
+            .key_der()
+            .and_then(|k| jws::Signer::from_der(&k).ok())
+            .map(Arc::new);
+        *slot = Some((pair.cert_pem.clone(), (client.clone(), signer.clone())));
+        Ok((client, signer))
     }
 }
 

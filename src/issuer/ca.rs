@@ -1,0 +1,233 @@
+//! The instance identity CA and what a verified leaf says.
+//!
+//! Every proof of identity ends here: the presented chain (leaf, then any intermediates) must
+//! verify to one of the configured certificates (roots and intermediates alike are trusted, so
+//! that a CA rotation can overlap and a leaf forwarded without its chain still verifies through
+//! a configured intermediate), the leaf must be inside its validity period, allowed for client
+//! authentication, not a CA, and its subject must hold exactly one `OU=organization:<guid>`,
+//! `OU=space:<guid>` and `OU=app:<guid>`. The identity is read from that verified leaf only.
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+
+use super::Refusal;
+
+/// The configured CA certificates, as trust anchors.
+#[derive(Debug)]
+pub struct CaBundle {
+    anchors: Vec<TrustAnchor<'static>>,
+    /// Subjects of the anchors, for the TLS `CertificateRequest` hint.
+    subjects: Vec<rustls::DistinguishedName>,
+}
+
+/// Why a CA bundle cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// No certificate in it.
+    #[error("holds no PEM certificate")]
+    Empty,
+    /// A certificate webpki cannot use as an anchor.
+    #[error("holds a certificate that cannot be a trust anchor: {0}")]
+    Anchor(webpki::Error),
+}
+
+/// Who a verified leaf certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The organization guid.
+    pub org: String,
+    /// The space guid.
+    pub space: String,
+    /// The app guid.
+    pub app: String,
+    /// The instance guid (the subject CN).
+    pub instance: String,
+}
+
+impl Instance {
+    /// `<org>:<space>:<app>`, the `sub` existing trust policies match.
+    pub fn subject(&self) -> String {
+        format!("{}:{}:{}", self.org, self.space, self.app)
+    }
+}
+
+impl CaBundle {
+    /// The certificates of every PEM bundle in `pems`.
+    pub fn from_pems<'p>(pems: impl IntoIterator<Item = &'p [u8]>) -> Result<CaBundle, CaError> {
+        let mut anchors = Vec::new();
+        let mut subjects = Vec::new();
+        for pem in pems {
+            for der in CertificateDer::pem_slice_iter(pem).filter_map(Result::ok) {
+                let anchor = webpki::anchor_from_trusted_cert(&der)
+                    .map_err(CaError::Anchor)?
+                    .to_owned();
+                subjects.push(rustls::DistinguishedName::from(
+                    anchor.subject.as_ref().to_vec(),
+                ));
+                anchors.push(anchor);
+            }
+        }
+        if anchors.is_empty() {
+            return Err(CaError::Empty);
+        }
+        Ok(CaBundle { anchors, subjects })
+    }
+
+    /// How many certificates it trusts.
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Whether it trusts nothing (never true for a built bundle).
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// The subjects of the trusted certificates.
+    pub fn subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.subjects
+    }
+
+    /// Verifies `chain` (leaf first) at `now` for client authentication and reads the instance
+    /// it names. Returns the instance and the leaf's `SubjectPublicKeyInfo` (DER).
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(Instance, Vec<u8>), Refusal> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(Refusal::Chain("no certificate".to_owned()));
+        };
+        if intermediates.len() > 4 {
+            return Err(Refusal::Chain("more than 4 intermediates".to_owned()));
+        }
+        let end_entity = webpki::EndEntityCert::try_from(leaf)
+            .map_err(|e| Refusal::Chain(format!("the leaf is not a valid certificate ({e})")))?;
+        let algorithms = rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .all;
+        end_entity
+            .verify_for_usage(
+                algorithms,
+                &self.anchors,
+                intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(refusal)?;
+        let instance = read_instance(leaf.as_ref())?;
+        let spki = leaf_spki(leaf.as_ref())?;
+        Ok((instance, spki))
+    }
+}
+
+/// Names what webpki refused, in the words of the proof rules.
+fn refusal(e: webpki::Error) -> Refusal {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { .. } => Refusal::Validity("the certificate has expired".to_owned()),
+        E::CertNotValidYet { .. } => {
+            Refusal::Validity("the certificate is not valid yet".to_owned())
+        }
+        E::EndEntityUsedAsCa => Refusal::Chain(
+            "a certificate in the chain signed another but is not a CA (an instance identity \
+             used as a CA)"
+                .to_owned(),
+        ),
+        E::CaUsedAsEndEntity => {
+            Refusal::Chain("the leaf is a CA certificate, not an instance identity".to_owned())
+        }
+        E::RequiredEkuNotFoundContext(_) => {
+            Refusal::Chain("the certificate is not allowed for client authentication".to_owned())
+        }
+        E::UnknownIssuer => Refusal::Chain(
+            "the chain does not verify to a configured instance identity CA".to_owned(),
+        ),
+        E::InvalidSignatureForPublicKey => Refusal::Chain(
+            "a signature in the chain does not verify (a certificate was altered or issued by \
+             another key)"
+                .to_owned(),
+        ),
+        other => Refusal::Chain(format!("the chain does not verify ({other})")),
+    }
+}
+
+/// The organization, space, app and instance of a leaf, read from its subject.
+fn read_instance(der: &[u8]) -> Result<Instance, Refusal> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| Refusal::Subject("the leaf cannot be parsed".to_owned()))?;
+    let subject = cert.subject();
+    let mut org = Vec::new();
+    let mut space = Vec::new();
+    let mut app = Vec::new();
+    for ou in subject.iter_organizational_unit() {
+        let Ok(ou) = ou.as_str() else { continue };
+        if let Some(v) = ou.strip_prefix("organization:") {
+            org.push(v);
+        } else if let Some(v) = ou.strip_prefix("space:") {
+            space.push(v);
+        } else if let Some(v) = ou.strip_prefix("app:") {
+            app.push(v);
+        }
+    }
+    let one = |values: Vec<&str>, what: &str| -> Result<String, Refusal> {
+        match values.as_slice() {
+            [v] if is_guid(v) => Ok((*v).to_owned()),
+            [_] => Err(Refusal::Subject(format!(
+                "the OU {what}: value is not a guid"
+            ))),
+            [] => Err(Refusal::Subject(format!("the subject has no OU={what}:"))),
+            _ => Err(Refusal::Subject(format!(
+                "the subject has {} OU={what}: values",
+                values.len()
+            ))),
+        }
+    };
+    let org = one(org, "organization")?;
+    let space = one(space, "space")?;
+    let app = one(app, "app")?;
+    let cns: Vec<&str> = subject
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .collect();
+    let instance = match cns.as_slice() {
+        [cn] if is_guid(cn) => (*cn).to_owned(),
+        _ => {
+            return Err(Refusal::Subject(
+                "the subject has no single instance guid CN".to_owned(),
+            ));
+        }
+    };
+    Ok(Instance {
+        org,
+        space,
+        app,
+        instance,
+    })
+}
+
+/// A guid as Diego writes them (hexadecimal and dashes), at most 64 characters.
+fn is_guid(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn leaf_spki(der: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| Refusal::Subject("the leaf cannot be parsed".to_owned()))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_are_hex_and_dashes() {
+        assert!(is_guid("4b84793c-f3ea-4a55-92b7-942726aac163"));
+        assert!(!is_guid(""));
+        assert!(!is_guid("4b84793c f3ea"));
+        assert!(!is_guid("x"));
+    }
+}
