@@ -37,8 +37,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// How long a client request waits for first credentials before it is answered 503 (the
 /// default `cold_start_wait`).
 const COLD_START_WAIT: Duration = Duration::from_millis(1500);
-/// The CF token service's JWT lifetime.
-const JWT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Parser, Debug)]
 #[command(about = "Simulates a fleet of sts-sidecars against shared STS and token service fakes")]
@@ -67,6 +65,17 @@ struct Args {
     /// Seed for start times and token ages (the refresher's own jitter is not seeded).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The token service's JWT lifetime in seconds (the CF Identity Token Service: 12 h;
+    /// `sts-sidecar issuer`: 1 h by default).
+    #[arg(long, default_value_t = 12 * 3600)]
+    jwt_lifetime_secs: u64,
+    /// Only these scenarios (steady, steady-12h, restart, sts-outage, token-service-outage,
+    /// denied); all by default.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Only the current policy (not the one before the fleet simulation).
+    #[arg(long)]
+    now_only: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,6 +182,7 @@ impl Upstream {
 #[derive(Debug)]
 struct SimTokenService {
     upstream: Arc<Upstream>,
+    jwt_lifetime: Duration,
     /// A warm fleet's first token is as old as a running instance's would be: issued this long
     /// ago (a cold start gets a fresh token; every later token is fresh).
     first_age: Option<Duration>,
@@ -217,7 +227,7 @@ impl SimTokenService {
                     _ => Duration::ZERO,
                 };
                 let iat = clock::now_unix() - age.as_secs() as i64;
-                let exp = iat + JWT_LIFETIME.as_secs() as i64;
+                let exp = iat + self.jwt_lifetime.as_secs() as i64;
                 Ok(IdentityToken::new(jwt(&self.subject, iat, exp)))
             }
             Answer::Throttled | Answer::Down => Err(token::Error::Status {
@@ -397,6 +407,18 @@ impl Kind {
         Kind::Denied,
     ];
 
+    /// The name `--scenarios` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Steady => "steady",
+            Kind::Steady12h => "steady-12h",
+            Kind::Restart => "restart",
+            Kind::StsOutage => "sts-outage",
+            Kind::TokenServiceOutage => "token-service-outage",
+            Kind::Denied => "denied",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Kind::Steady => "steady",
@@ -455,6 +477,7 @@ impl Kind {
 struct Setup {
     sts_rate: f64,
     token_service_rate: f64,
+    jwt_lifetime: Duration,
     sts_latency: Duration,
     token_service_latency: Duration,
 }
@@ -603,9 +626,9 @@ async fn run(job: Job) -> anyhow::Result<Outcome> {
                 // A running fleet's tokens are of every age up to the point where the policy
                 // renews them: half their life now, 5 minutes before `exp` before.
                 let renewed_after = if variant.renew_at_half_life {
-                    JWT_LIFETIME / 2
+                    setup.jwt_lifetime / 2
                 } else {
-                    JWT_LIFETIME - 5 * MIN
+                    setup.jwt_lifetime - 5 * MIN
                 };
                 renewed_after.mul_f64(rng.random::<f64>())
             });
@@ -639,6 +662,7 @@ async fn run(job: Job) -> anyhow::Result<Outcome> {
                 let sidecar = Sidecar {
                     token: SimTokenService {
                         upstream: ts_up.clone(),
+                        jwt_lifetime: setup.jwt_lifetime,
                         first_age: age,
                         used_first: AtomicBool::new(false),
                         subject: format!("org:space:app-{role}"),
@@ -1147,6 +1171,7 @@ fn main() -> anyhow::Result<()> {
     let setup = Setup {
         sts_rate: args.sts_rate,
         token_service_rate: args.token_service_rate,
+        jwt_lifetime: Duration::from_secs(args.jwt_lifetime_secs),
         sts_latency: Duration::from_millis(args.sts_latency_ms),
         token_service_latency: Duration::from_millis(args.token_service_latency_ms),
     };
@@ -1169,9 +1194,17 @@ fn main() -> anyhow::Result<()> {
     // Every run is independent (its own runtime and upstreams): run them on every core, the
     // largest first so that the last to finish is a small one.
     let mut queue: Vec<(usize, Job)> = Vec::new();
+    let variants: &[Variant] = if args.now_only {
+        &[after]
+    } else {
+        &[before, after]
+    };
     for kind in Kind::ALL {
+        if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == kind.name()) {
+            continue;
+        }
         for &n in &sizes {
-            for variant in [before, after] {
+            for &variant in variants {
                 let job = Job {
                     kind,
                     n,

@@ -1,7 +1,8 @@
-//! The dev token service (and, optionally, a fake STS) for a local stack, sharing the test fakes'
-//! code: a Diego-shaped PKI with an instance identity, the fake CF Identity Token Service over
-//! mTLS (`POST /token` → RS256 JWT, `/.well-known/openid-configuration`, `/token_keys`, 403
-//! without a client certificate), and unless `--no-sts` the fake STS. Writes the settings
+//! The upstreams of a local stack, sharing the test fakes' code: a Diego-shaped PKI with an
+//! instance identity, and what `sts-sidecar issuer` needs to serve it (the CA bundle, a TLS
+//! certificate, a signing key: `ISSUER_*`); the fake of the existing CF Identity Token Service
+//! (mTLS only: `POST /token` → RS256 JWT, 403 without a client certificate), kept for checking
+//! that the sidecar still works with it; and unless `--no-sts` the fake STS. Writes the settings
 //! sts-sidecar needs as `KEY=value` lines to `--env-file` (and stdout), then serves until Ctrl-C
 //! or SIGTERM. With `--idp` it also runs the fake identity provider (a GCP metadata server, an
 //! OIDC provider with the client-credentials grant, GitHub's job token endpoint) and writes a
@@ -126,6 +127,29 @@ async fn main() -> Result<(), BoxError> {
     );
     if let Some(sts) = &sts {
         settings.push_str(&format!("STS_ENDPOINT={}\n", sts.endpoint()));
+    }
+    // What `sts-sidecar issuer` needs to serve this PKI's instances: the Diego CA bundle, a TLS
+    // certificate from the upstreams' CA, and a signing key.
+    {
+        let dir = cert.parent().map(PathBuf::from).unwrap_or_default();
+        let ca_bundle = dir.join("instance-identity-ca.pem");
+        std::fs::write(
+            &ca_bundle,
+            format!("{}{}", pki.root_pem(), pki.intermediate_pem()),
+        )?;
+        let tls_cert = dir.join("issuer-tls.crt");
+        let tls_key = dir.join("issuer-tls.key");
+        std::fs::write(&tls_cert, pki.server_cert_pem())?;
+        std::fs::write(&tls_key, pki.server_key_pem()?)?;
+        let signing_key = dir.join("issuer-signing.pem");
+        std::fs::write(&signing_key, rcgen::KeyPair::generate()?.serialize_pem())?;
+        settings.push_str(&format!(
+            "ISSUER_CA={}\nISSUER_TLS_CERT={}\nISSUER_TLS_KEY={}\nISSUER_SIGNING_KEY={}\n",
+            ca_bundle.display(),
+            tls_cert.display(),
+            tls_key.display(),
+            signing_key.display()
+        ));
     }
     let idp = if with_idp {
         let idp = FakeIdp::start().await?;

@@ -2,8 +2,11 @@
 """sts-sidecar interop suite and local stack.
 
 Real clients nobody here wrote get credentials from the real sts-sidecar binary. The binary takes
-the flags a CF manifest would use. STS and the AWS API are played by the emulator moto, and the
-CF Identity Token Service by the dev token service (examples/dev_upstreams.rs, over mTLS).
+the flags a CF manifest would use. STS and the AWS API are played by the emulator moto; the
+token service is the real `sts-sidecar issuer` (over TLS: the sidecar proves itself with a signed
+assertion and its client certificate), whose tokens independent verifiers (PyJWT, jose) check by
+discovery. One scenario runs against a fake of the existing CF Identity Token Service (mTLS only,
+examples/dev_upstreams.rs), which must keep working.
 
     python3 interop/run.py test                  every client, token variant and scenario
     python3 interop/run.py test --client boto3 --scenario identity
@@ -173,6 +176,7 @@ class Stack:
     def __init__(self, procs, work, listen=None, admin=None):
         self.procs, self.work = procs, work
         self.moto_port = free_port()
+        self.issuer_port, self.issuer_admin = free_port(), f"127.0.0.1:{free_port()}"
         self.listen = listen or f"127.0.0.1:{free_port()}"
         self.admin = admin or f"127.0.0.1:{free_port()}"
         self.token_file = os.path.join(work, "sts-sidecar-token")
@@ -190,11 +194,29 @@ class Stack:
         wait_until("moto", lambda: tcp_open(self.moto_port))
         wait_until("the dev token service", lambda: os.path.exists(env_file))
         self.upstreams = dict(line.split("=", 1) for line in open(env_file).read().splitlines() if "=" in line)
+        # The fake of the existing service stays reachable for the legacy scenario; the issuer
+        # is the token service of everything else.
+        self.upstreams["LEGACY_TOKEN_SERVICE_URL"] = self.upstreams["TOKEN_SERVICE_URL"]
+        self.upstreams["TOKEN_SERVICE_URL"] = self.start_issuer()
         self.sidecar = self.start_sidecar(self.listen, self.admin, self.upstreams["TOKEN_SERVICE_URL"], "sidecar.log")
         wait_until("sts-sidecar /ready", lambda: http_ok(f"http://{self.admin}/ready"))
         with open(self.token_file) as f:
             self.token = f.read()
         return self
+
+    def start_issuer(self):
+        u = self.upstreams
+        url = f"https://127.0.0.1:{self.issuer_port}"
+        log(f"starting sts-sidecar issuer on {url} (admin {self.issuer_admin})")
+        cmd = [os.path.join(BIN, "sts-sidecar"), "issuer", "--issuer-url", url,
+               "--listen", f"127.0.0.1:{self.issuer_port}", "--admin-listen", self.issuer_admin,
+               "--instance-identity-ca", u["ISSUER_CA"], "--signing-key", u["ISSUER_SIGNING_KEY"],
+               "--tls-cert", u["ISSUER_TLS_CERT"], "--tls-key", u["ISSUER_TLS_KEY"]]
+        self.issuer = self.procs.start("issuer", cmd, env={"PATH": os.environ.get("PATH", ""),
+                                                           "STS_SIDECAR_LOG": "info"},
+                                       log_path=os.path.join(self.work, "issuer.log"))
+        wait_until("sts-sidecar issuer /ready", lambda: http_ok(f"http://{self.issuer_admin}/ready"))
+        return url
 
     def sidecar_env(self):
         return {
@@ -494,6 +516,46 @@ def run_roles_anywhere(stack, procs, clients, scenarios, results):
         procs.stop(proc, signal.SIGTERM)
 
 
+# The token service (issue 18): the sidecar against the fake of the existing service (mTLS only),
+# and the issuer's tokens verified by discovery by verifiers nobody here wrote.
+ISSUER_SCENARIOS = ["legacy-token-service", "issuer-pyjwt", "issuer-jose"]
+
+
+def run_issuer(stack, procs, clients, scenarios, results):
+    u = stack.upstreams
+    if "legacy-token-service" in scenarios and "boto3" in clients:
+        listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        proc = stack.start_sidecar(listen, admin, u["LEGACY_TOKEN_SERVICE_URL"], "legacy.log")
+        try:
+            wait_until("sts-sidecar (legacy token service) /ready", lambda: http_ok(f"http://{admin}/ready"))
+            got, err, elapsed = CLIENTS["boto3"]("identity", stack.client_env("file", listen=listen))
+            ok = got == {"arn": EXPECTED_ARN}
+            results.append(("boto3", "file", "legacy-token-service", ok, elapsed,
+                            got["arn"] + " (the existing service's mTLS only)" if ok else (err or f"got {got}")))
+        except SystemExit as e:
+            results.append(("-", "-", "legacy-token-service", False, 0.0, f"{e}; see legacy.log"))
+        procs.stop(proc, signal.SIGTERM)
+    verifiers = [s for s in scenarios if s in ("issuer-pyjwt", "issuer-jose")]
+    if not verifiers:
+        return
+    # A token as a curl loop would get it (mTLS, empty POST), kept in a file for the verifiers.
+    token_file = os.path.join(stack.work, "issuer-token")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": stack.work,
+           "NODE_EXTRA_CA_CERTS": u["TOKEN_SERVICE_CA"], "NODE_NO_WARNINGS": "1"}
+    args = [u["TOKEN_SERVICE_URL"], u["TOKEN_SERVICE_CA"], u["CF_INSTANCE_CERT"], u["CF_INSTANCE_KEY"],
+            token_file, u["CF_SUBJECT"]]
+    py = [os.path.join(VENV, "bin", "python"), os.path.join(ROOT, "interop", "issuer_verify.py")]
+    js = ["node", os.path.join(JS_DIR, "issuer-verify.mjs")]
+    for scenario in verifiers:
+        cmd = (py if scenario == "issuer-pyjwt" else js) + args
+        out, err, elapsed = run_client_cmd(cmd, env)
+        got = json.loads(out.strip().splitlines()[-1]) if out else {}
+        ok = got.get("sub") == u["CF_SUBJECT"] and got.get("refused_forgery") is True
+        results.append((scenario.split("-")[1], "jwks", scenario, ok, elapsed,
+                        f"{got.get('verifier')}: verified by discovery (kid {got.get('kid', '')[:12]}...), "
+                        f"refused one with altered claims" if ok else (err or str(got))))
+
+
 SOURCE_SCENARIOS = ["src-token-file", "src-irsa", "src-gcp-metadata", "src-oidc", "src-oidc-issuer",
                     "src-github-actions", "src-command"]
 
@@ -632,12 +694,13 @@ def suite(args):
         if "ruby" in clients:
             toolchains.ruby_client()
         scenarios = args.scenario or (["identity", "movies"] + list(WAYS_IN) + SOURCE_SCENARIOS + RA_SCENARIOS
-                                      + list(NEGATIVE))
+                                      + ISSUER_SCENARIOS + list(NEGATIVE))
         for name in clients:
             if name not in CLIENTS:
                 raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
         for scenario in scenarios:
-            if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *RA_SCENARIOS, *NEGATIVE]:
+            if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *RA_SCENARIOS, *ISSUER_SCENARIOS,
+                                *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
         negatives = [s for s in scenarios if s in NEGATIVE]
@@ -663,6 +726,7 @@ def suite(args):
             procs.stop(dead)
         run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
         run_roles_anywhere(stack, procs, clients, [s for s in scenarios if s in RA_SCENARIOS], results)
+        run_issuer(stack, procs, clients, [s for s in scenarios if s in ISSUER_SCENARIOS], results)
     finally:
         procs.stop_all()
         if args.keep:
@@ -692,7 +756,8 @@ def stack_mode(args):
         stack = Stack(procs, work, listen=os.environ.get("LISTEN", "127.0.0.1:61679"),
                       admin=os.environ.get("ADMIN_LISTEN", "127.0.0.1:61680")).start()
         print(f"""
-The whole chain runs locally: dev token service (mTLS) -> sts-sidecar -> moto (STS, DynamoDB).
+The whole chain runs locally: sts-sidecar issuer (the token service, {stack.upstreams["TOKEN_SERVICE_URL"]})
+-> sts-sidecar -> moto (STS, DynamoDB).
 Your app would export:
 
   export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{stack.listen}/v1/credentials
@@ -729,7 +794,8 @@ def main():
     t.add_argument("--client", action="append", help=f"only this client ({', '.join(CLIENTS)}); repeatable")
     t.add_argument("--scenario", action="append",
                    help="only this scenario (identity, movies, imds, credential-process, exec, named-role, "
-                        f"{', '.join(SOURCE_SCENARIOS)}, {', '.join(RA_SCENARIOS)}, wrong-token, not-ready, "
+                        f"{', '.join(SOURCE_SCENARIOS)}, {', '.join(RA_SCENARIOS)}, {', '.join(ISSUER_SCENARIOS)}, "
+                        "wrong-token, not-ready, "
                         "stopped); repeatable")
     t.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
     s = sub.add_parser("stack", help="run the local stack")

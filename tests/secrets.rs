@@ -87,6 +87,8 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
 
     // Every other source, through a sidecar each, with failures whose answers carry data.
     let (sources_text, source_secrets) = other_sources().await;
+    // The issuer: a token issued, assertions refused, its keys.
+    let (issuer_text, issuer_secrets) = issuer().await;
 
     let snapshot = stack
         .sidecar()
@@ -108,6 +110,8 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         "credentials refreshed",
         "refresh failed",
         "fetched identity token",
+        "token issued",
+        "token request refused",
     ] {
         assert!(logs.contains(expected), "the capture missed {expected:?}");
     }
@@ -128,6 +132,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     }
     assert!(stack.token_service.issued_tokens().len() >= 2);
     secrets.extend(source_secrets);
+    secrets.extend(issuer_secrets);
     let outputs = [
         ("logs", &logs),
         ("/status", &status),
@@ -136,6 +141,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         ("auth error", &auth_error),
         ("Debug", &debug),
         ("other sources' errors, status and Debug", &sources_text),
+        ("the issuer's answers, metrics and Debug", &issuer_text),
     ];
     for (what, text) in outputs {
         for (name, secret) in &secrets {
@@ -147,6 +153,154 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         logs.contains("InvalidIdentityToken") && logs.contains("<redacted>"),
         "STS error logged without its token"
     );
+}
+
+/// Runs an issuer: one token issued for an assertion, refusals of a replay and of garbage that
+/// carries a marker, its metrics and `Debug`. Returns what it showed and the secrets: the
+/// assertion, the token, the signing key and the instance key.
+async fn issuer() -> (String, Vec<(String, String)>) {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use rustls_pki_types::pem::PemObject as _;
+    use sts_sidecar::issuer::{self, Accept, Issuer, KeySource, Settings};
+    use sts_sidecar::testing::pki::{KeyKind, TestPki};
+
+    const GARBAGE_MARKER: &str = "issuermarker-5c4b3a29181706f5";
+    let pki = TestPki::new().expect("pki");
+    let identity = pki
+        .issue(KeyKind::RsaPkcs1, std::time::Duration::from_secs(86_400))
+        .expect("identity");
+    let dir = tempfile::tempdir().expect("tmp");
+    let signing_pem = rcgen::KeyPair::generate().expect("key").serialize_pem();
+    let signing = dir.path().join("signing.pem");
+    std::fs::write(&signing, &signing_pem).expect("write");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let settings = Settings {
+        issuer_url: url.clone(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        listen_origin: "test".into(),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen_origin: "test".into(),
+        ca: vec![KeySource::File(pki.write_ca_bundle().expect("ca"))],
+        signing_key: KeySource::File(signing),
+        publish_keys: vec![],
+        tls: None,
+        accept: Accept {
+            assertion: true,
+            mtls: true,
+            xfcc: true,
+        },
+        audiences: vec!["sts.amazonaws.com".into()],
+        lifetime: std::time::Duration::from_secs(3600),
+        allow_orgs: vec![],
+        allow_spaces: vec![],
+        session_tags: true,
+        source_identity: true,
+        jwks_max_age: std::time::Duration::from_secs(60),
+        reload_interval: std::time::Duration::from_secs(3600),
+        limits: sts_sidecar::server::Limits::default(),
+    };
+    let debug_settings = format!("{settings:?}");
+    let issuer = Arc::new(Issuer::new(settings).expect("issuer"));
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    let running = issuer::start(issuer.clone(), listener, admin, rx).expect("start");
+    let signer = sts_sidecar::jws::Signer::from_pem(identity.key_pem.as_bytes()).expect("signer");
+    let chain: Vec<String> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c.expect("cert")))
+            .collect();
+    let now = sts_sidecar::clock::now_unix();
+    let cn = &pki.ids.instance;
+    let assertion = signer
+        .sign(
+            serde_json::json!({"x5c": chain}),
+            &serde_json::json!({"iss": cn, "sub": cn, "aud": url, "iat": now, "exp": now + 60,
+                                "jti": "secrets-test-jti-000000000001"}),
+        )
+        .expect("sign");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let post = |body: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                .post(format!("{url}/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            format!("{} {}", r.status(), r.text().await.expect("text"))
+        }
+    };
+    let form = |a: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", issuer::GRANT_JWT_BEARER)
+            .append_pair("assertion", a)
+            .finish()
+    };
+    let issued = post(form(&assertion)).await;
+    assert!(issued.starts_with("200 "), "{issued}");
+    let token = issued.trim_start_matches("200 ").to_owned();
+    let replayed = post(form(&assertion)).await;
+    assert!(replayed.starts_with("401 "), "{replayed}");
+    let garbage = post(form(&format!(
+        "{GARBAGE_MARKER}.{GARBAGE_MARKER}.{GARBAGE_MARKER}"
+    )))
+    .await;
+    let xfcc = http
+        .post(format!("{url}/token"))
+        .header("x-forwarded-client-cert", GARBAGE_MARKER)
+        .send()
+        .await
+        .expect("post")
+        .text()
+        .await
+        .expect("text");
+    let metrics = http
+        .get(format!("http://{}/metrics", running.admin_addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let text = format!(
+        "{replayed}\n{garbage}\n{xfcc}\n{metrics}\n{debug_settings}\n{issuer:?}\n{running:?}"
+    );
+    running.shutdown().await;
+    let mut secrets = vec![
+        ("issuer: assertion".to_owned(), assertion.clone()),
+        (
+            "issuer: assertion signature".to_owned(),
+            assertion.rsplit('.').next().expect("jws").to_owned(),
+        ),
+        (
+            "issuer: a garbage assertion's text".to_owned(),
+            GARBAGE_MARKER.to_owned(),
+        ),
+        ("issuer: token".to_owned(), token.clone()),
+        (
+            "issuer: token signature".to_owned(),
+            token.rsplit('.').next().expect("jws").to_owned(),
+        ),
+    ];
+    for pem in [&signing_pem, &identity.key_pem] {
+        for line in pem.lines().filter(|l| l.len() >= 40) {
+            secrets.push(("issuer: a private key".to_owned(), line.to_owned()));
+        }
+    }
+    (text, secrets)
 }
 
 /// Runs a sidecar on each of the other sources (file, gcp-metadata, oidc, github-actions,

@@ -61,8 +61,9 @@ impl CaBundle {
                 let anchor = webpki::anchor_from_trusted_cert(&der)
                     .map_err(CaError::Anchor)?
                     .to_owned();
-                subjects.push(rustls::DistinguishedName::from(
-                    anchor.subject.as_ref().to_vec(),
+                // webpki keeps the subject's contents; TLS hints carry the whole Name.
+                subjects.push(rustls::DistinguishedName::in_sequence(
+                    anchor.subject.as_ref(),
                 ));
                 anchors.push(anchor);
             }
@@ -222,6 +223,24 @@ fn leaf_spki(der: &[u8]) -> Result<Vec<u8>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_hints_are_whole_distinguished_names() {
+        // See: issue #18 (OpenSSL clients failed the handshake on hints without the SEQUENCE).
+        use x509_parser::prelude::FromDer as _;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Diego Instance Identity Root CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).expect("cert").pem();
+        let bundle = CaBundle::from_pems([pem.as_bytes()]).expect("bundle");
+        let hint = bundle.subjects()[0].as_ref();
+        let (rest, name) = x509_parser::x509::X509Name::from_der(hint).expect("a DER Name");
+        assert!(rest.is_empty());
+        assert_eq!(name.to_string(), "CN=Diego Instance Identity Root CA");
+    }
 
     #[test]
     fn guids_are_hex_and_dashes() {

@@ -672,6 +672,13 @@ impl Issuer {
                         reason: refusal.reason(),
                     })
                     .inc();
+                // The description names what failed, never the assertion or a certificate.
+                tracing::info!(
+                    reason = refusal.reason(),
+                    status = refusal.status().as_u16(),
+                    description = %refusal,
+                    "token request refused"
+                );
                 refusal.response()
             }
         }
@@ -739,17 +746,27 @@ impl Issuer {
         if proven.iter().any(|(_, other)| other != instance) {
             return Err(Refusal::Disagree);
         }
+        let refused = |refusal: Refusal| {
+            tracing::info!(
+                org_guid = %instance.org,
+                space_guid = %instance.space,
+                app_guid = %instance.app,
+                instance_guid = %instance.instance,
+                "a proven instance is not allowed a token"
+            );
+            Err(refusal)
+        };
         let s = &self.settings;
         if !s.allow_orgs.is_empty() && !s.allow_orgs.contains(&instance.org) {
-            return Err(Refusal::Org(instance.org.clone()));
+            return refused(Refusal::Org(instance.org.clone()));
         }
         if !s.allow_spaces.is_empty() && !s.allow_spaces.contains(&instance.space) {
-            return Err(Refusal::Space(instance.space.clone()));
+            return refused(Refusal::Space(instance.space.clone()));
         }
         let audience = match &form.audience {
             None => s.audiences.first().cloned().unwrap_or_default(),
             Some(a) if s.audiences.contains(a) => a.clone(),
-            Some(a) => return Err(Refusal::AudienceNotAllowed(a.clone())),
+            Some(a) => return refused(Refusal::AudienceNotAllowed(a.clone())),
         };
         // Remember the assertion only once everything about it checked out, so that
         // unverified requests cannot fill the memory.

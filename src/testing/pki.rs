@@ -69,6 +69,8 @@ pub enum KeyKind {
     EcSec1,
     /// ECDSA P-384, PKCS#8 PEM.
     EcP384Pkcs8,
+    /// RSA 3072, PKCS#8 PEM.
+    Rsa3072Pkcs8,
 }
 
 /// One instance identity: the certificate file and key file contents.
@@ -249,6 +251,11 @@ impl TestPki {
             }
             KeyKind::EcP384Pkcs8 => {
                 let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
+                (key.serialize_pem(), key.subject_public_key_info())
+            }
+            KeyKind::Rsa3072Pkcs8 => {
+                let key =
+                    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)?;
                 (key.serialize_pem(), key.subject_public_key_info())
             }
         };

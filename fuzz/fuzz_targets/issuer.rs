@@ -1,0 +1,116 @@
+//! Arbitrary bytes at the issuer: as a whole request on its listener (no panic, no hang, only
+//! HTTP responses, and never a token, since no input can carry a proof signed by an instance
+//! key), and straight into the parsers of untrusted input: the assertion, the JWS under it and
+//! the X-Forwarded-Client-Cert header.
+#![no_main]
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use sts_sidecar::issuer::{self, Accept, Issuer, KeySource, Settings};
+use sts_sidecar::server::Limits;
+use sts_sidecar::testing::pki::TestPki;
+use sts_sidecar_fuzz::{World, assert_responses_well_formed, contains};
+
+struct Target {
+    world: World,
+    issuer: Arc<Issuer>,
+    _pki: TestPki,
+    _dir: tempfile::TempDir,
+}
+
+static TARGET: LazyLock<Target> = LazyLock::new(|| {
+    let world = World::new();
+    let pki = TestPki::new().expect("pki");
+    let dir = tempfile::tempdir().expect("tmp");
+    let signing = dir.path().join("signing.pem");
+    std::fs::write(
+        &signing,
+        rcgen::KeyPair::generate().expect("key").serialize_pem(),
+    )
+    .expect("write");
+    let settings = Settings {
+        issuer_url: "https://issuer.fuzz.example".to_owned(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        listen_origin: "fuzz".to_owned(),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen_origin: "fuzz".to_owned(),
+        ca: vec![KeySource::File(pki.write_ca_bundle().expect("ca"))],
+        signing_key: KeySource::File(signing),
+        publish_keys: Vec::new(),
+        tls: None,
+        accept: Accept {
+            assertion: true,
+            mtls: true,
+            xfcc: true,
+        },
+        audiences: vec!["sts.amazonaws.com".to_owned()],
+        lifetime: Duration::from_secs(3600),
+        allow_orgs: Vec::new(),
+        allow_spaces: Vec::new(),
+        session_tags: true,
+        source_identity: true,
+        jwks_max_age: Duration::from_secs(3600),
+        reload_interval: Duration::from_secs(3600),
+        limits: Limits::default(),
+    };
+    let issuer = Arc::new(Issuer::new(settings).expect("issuer"));
+    let target = Target {
+        world,
+        issuer,
+        _pki: pki,
+        _dir: dir,
+    };
+    // The harness is wired: discovery answers, and a token request without proof is refused.
+    let out = run(&target, b"GET /token_keys HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 "),
+        "self-check: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let out = run(
+        &target,
+        b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(
+        out.starts_with(b"HTTP/1.1 401 "),
+        "self-check: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    target
+});
+
+fn run(target: &Target, data: &[u8]) -> Vec<u8> {
+    let issuer = target.issuer.clone();
+    target.world.exchange(data, move |req| {
+        let issuer = issuer.clone();
+        async move { issuer.handle(req, None).await }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    match data.split_first() {
+        // The parsers alone: a quick path to their corners.
+        Some((0, rest)) => {
+            if let Ok(text) = std::str::from_utf8(rest) {
+                if let Ok(a) = issuer::assertion::parse(text) {
+                    let _ = a.check_claims("https://issuer.fuzz.example", 1_800_000_000);
+                }
+                let _ = sts_sidecar::jws::parse(text);
+            }
+        }
+        Some((1, rest)) => {
+            let _ = issuer::xfcc::parse(rest);
+        }
+        _ => {
+            let target = &*TARGET;
+            let out = run(target, data);
+            assert_responses_well_formed(&out);
+            assert!(
+                !contains(&out, b"application/jwt"),
+                "a token was issued to input that holds no proof"
+            );
+        }
+    }
+});
