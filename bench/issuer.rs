@@ -12,6 +12,9 @@
 //!
 //!     bench/issuer.sh        # builds, runs this, then the fleet simulation with the figures
 
+// A benchmark harness: a broken setup should stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

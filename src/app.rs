@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::{self, Backend, RolesAnywhere, Sts, sts};
+use crate::backend::{self, Backend, RolesAnywhere};
 use crate::cache::{self, RoleHandle};
 use crate::config::{AuthSource, Config, ENV_AUTH_TOKEN, RoleBackend, RoleConfig};
 use crate::metrics::Metrics;
@@ -117,7 +117,8 @@ pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, Err
             metrics.clone(),
         )));
     }
-    let client = sts::client(&config.sts).await;
+    #[cfg(feature = "sts")]
+    let client = backend::sts::client(&config.sts).await;
     let mut roles = Vec::new();
     for role in &config.roles {
         let backend = match &role.backend {
@@ -130,12 +131,24 @@ pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, Err
                         source: None,
                     }));
                 };
-                Backend::Sts(Sts::new(
-                    client.clone(),
-                    token,
-                    role.assume(),
-                    metrics.clone(),
-                ))
+                #[cfg(feature = "sts")]
+                {
+                    Backend::Sts(backend::Sts::new(
+                        client.clone(),
+                        token,
+                        role.assume(),
+                        metrics.clone(),
+                    ))
+                }
+                #[cfg(not(feature = "sts"))]
+                {
+                    let _ = token;
+                    return Err(Error::Backend(backend::Error::Setup {
+                        role_arn: role.arn.clone(),
+                        detail: "this build has no STS support (the sts feature)".to_owned(),
+                        source: None,
+                    }));
+                }
             }
             RoleBackend::RolesAnywhere(settings) => Backend::RolesAnywhere(Box::new(
                 RolesAnywhere::new(settings, &role.assume(), metrics.clone())?,

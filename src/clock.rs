@@ -22,10 +22,21 @@ pub fn until_unix(unix: i64) -> Duration {
 
 /// Formats a Unix time as `YYYY-MM-DDTHH:MM:SSZ`, the only expiry format every SDK accepts.
 pub fn format_rfc3339(unix: i64) -> String {
-    use aws_sdk_sts::primitives::{DateTime, DateTimeFormat};
-    DateTime::from_secs(unix)
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// Reads an RFC 3339 time (`2026-01-01T12:00:00Z`, fractions and offsets allowed) as Unix
+/// seconds.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
@@ -36,6 +47,20 @@ mod tests {
     fn formats_whole_seconds_with_z() {
         assert_eq!(format_rfc3339(1_767_268_800), "2026-01-01T12:00:00Z");
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_what_sts_and_roles_anywhere_send() {
+        assert_eq!(parse_rfc3339("2026-01-01T12:00:00Z"), Some(1_767_268_800));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T12:00:00.123Z"),
+            Some(1_767_268_800)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-01-01T13:00:00+01:00"),
+            Some(1_767_268_800)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]

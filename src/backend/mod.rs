@@ -8,6 +8,7 @@
 
 pub mod arn;
 pub mod roles_anywhere;
+#[cfg(feature = "sts")]
 pub mod sts;
 pub mod x509_sign;
 
@@ -16,12 +17,24 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use roles_anywhere::RolesAnywhere;
+#[cfg(feature = "sts")]
 pub use sts::Sts;
 
 use crate::token::{self, Claims};
 
 /// A cause kept with an error, whatever its type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where and how to call STS.
+#[derive(Debug, Clone)]
+pub struct StsSettings {
+    /// The region (regional endpoints are recommended).
+    pub region: String,
+    /// An explicit endpoint URL; otherwise aws-config's (which honours `AWS_ENDPOINT_URL_STS`).
+    pub endpoint: Option<String>,
+    /// Timeout for one call.
+    pub timeout: Duration,
+}
 
 /// The role a backend assumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +158,7 @@ impl Credentials {
 #[derive(Debug)]
 pub enum Backend {
     /// STS `AssumeRoleWithWebIdentity` with an identity token.
+    #[cfg(feature = "sts")]
     Sts(Sts),
     /// IAM Roles Anywhere `CreateSession` signed with the certificate's key.
     RolesAnywhere(Box<RolesAnywhere>),
@@ -154,6 +168,7 @@ impl Backend {
     /// One attempt at new credentials.
     pub async fn fetch(&self) -> Result<Credentials, Error> {
         match self {
+            #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.fetch().await,
             Backend::RolesAnywhere(ra) => ra.fetch().await,
         }
@@ -162,6 +177,7 @@ impl Backend {
     /// Drops any cached identity token, so the next fetch gets a fresh one.
     pub async fn invalidate_token(&self) {
         match self {
+            #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.token_source().invalidate().await,
             // No identity token: the certificate is read afresh at every refresh.
             Backend::RolesAnywhere(_) => {}
@@ -171,6 +187,7 @@ impl Backend {
     /// The role ARN this backend assumes.
     pub fn role_arn(&self) -> &str {
         match self {
+            #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.role_arn(),
             Backend::RolesAnywhere(ra) => ra.role_arn(),
         }
@@ -179,6 +196,7 @@ impl Backend {
     /// The name and kind of the source the role's identity comes from, for metrics.
     pub fn source_name(&self) -> (&str, &'static str) {
         match self {
+            #[cfg(feature = "sts")]
             Backend::Sts(sts) => (
                 sts.token_source().name(),
                 sts.token_source().source().kind().name(),
@@ -190,6 +208,7 @@ impl Backend {
     /// Where the role's identity comes from, for `/status`: the source's name and origin.
     pub fn source(&self) -> String {
         match self {
+            #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.token_source().describe(),
             Backend::RolesAnywhere(ra) => ra.describe(),
         }
@@ -319,7 +338,13 @@ impl Error {
             Error::RolesAnywhere { code, detail, .. } => {
                 roles_anywhere::hint(code.as_deref(), detail, &role.arn)
             }
+            #[cfg(feature = "sts")]
             Error::Sts { code, message, .. } => sts::hint(code, message, claims, role),
+            #[cfg(not(feature = "sts"))]
+            Error::Sts { .. } => {
+                let _ = (claims, role);
+                "see the STS error above".to_owned()
+            }
             Error::Transport { class, .. } => match class {
                 ErrorClass::Unavailable | ErrorClass::Throttled => "check --sts-region / \
                                                                     --sts-endpoint (or \

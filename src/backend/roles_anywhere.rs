@@ -367,12 +367,8 @@ impl RolesAnywhere {
         {
             return Err(malformed("complete credentials"));
         }
-        let expiration = aws_sdk_sts::primitives::DateTime::from_str(
-            &creds.expiration,
-            aws_sdk_sts::primitives::DateTimeFormat::DateTime,
-        )
-        .map_err(|_| malformed("readable expiration"))?
-        .secs();
+        let expiration = crate::clock::parse_rfc3339(&creds.expiration)
+            .ok_or_else(|| malformed("readable expiration"))?;
         Ok(Credentials {
             access_key_id: creds.access_key_id,
             secret_access_key: SecretAccessKey::new(creds.secret_access_key),

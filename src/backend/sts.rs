@@ -14,21 +14,10 @@ use aws_sdk_sts::operation::assume_role_with_web_identity::{
     AssumeRoleWithWebIdentityError, AssumeRoleWithWebIdentityOutput,
 };
 
-use super::{Credentials, Error, ErrorClass, Role, SecretAccessKey, SessionToken};
+use super::{Credentials, Error, ErrorClass, Role, SecretAccessKey, SessionToken, StsSettings};
 use crate::metrics::Metrics;
 use crate::token::{Claims, TokenSource};
 use crate::trust::Trust;
-
-/// Where and how to call STS.
-#[derive(Debug, Clone)]
-pub struct StsSettings {
-    /// The region (regional endpoints are recommended).
-    pub region: String,
-    /// An explicit endpoint URL; otherwise aws-config's (which honours `AWS_ENDPOINT_URL_STS`).
-    pub endpoint: Option<String>,
-    /// Timeout for one call.
-    pub timeout: Duration,
-}
 
 /// A role assumed with web identity.
 #[derive(Debug)]

@@ -117,16 +117,12 @@ async fn from_sidecar(
             "the sidecar at {url} answered JSON without credentials: {e}"
         ))
     })?;
-    let expiration = aws_sdk_sts::primitives::DateTime::from_str(
-        &parsed.expiration,
-        aws_sdk_sts::primitives::DateTimeFormat::DateTime,
-    )
-    .map_err(|e| {
+    let expiration = crate::clock::parse_rfc3339(&parsed.expiration).ok_or_else(|| {
         ExitError::failure(anyhow!(
-            "the sidecar at {url} sent an unreadable Expiration: {e}"
+            "the sidecar at {url} sent an unreadable Expiration: {:?}",
+            parsed.expiration
         ))
-    })?
-    .secs();
+    })?;
     Ok(Credentials {
         access_key_id: parsed.access_key_id,
         secret_access_key: SecretAccessKey::new(parsed.secret_access_key),

@@ -23,9 +23,9 @@ use super::{
     ENV_ROLE_ARN, ENV_ROLE_SESSION_NAME, ENV_VCAP_APPLICATION, ENV_WEB_IDENTITY_TOKEN_FILE,
     Overrides, RoleBackend, RoleConfig, SourceConfig, sanitize_session_name,
 };
+use crate::backend::StsSettings;
 use crate::backend::arn;
 use crate::backend::roles_anywhere::{self, default_endpoint};
-use crate::backend::sts::StsSettings;
 use crate::checker::{Checker, Field, Layer, Origin, Origins, layer};
 use crate::identity::IdentityFiles;
 use crate::server::{AuthToken, Limits};

@@ -41,8 +41,8 @@ pub use crate::checker::Problem;
 pub use crate::env::{Env, ProcessEnv};
 pub use flags::{CommonFlags, Overrides, ServerFlags};
 
+use crate::backend::StsSettings;
 use crate::backend::roles_anywhere;
-use crate::backend::sts::StsSettings;
 use crate::checker::Checker;
 use crate::server::{AuthToken, Limits};
 use crate::token;

@@ -458,12 +458,7 @@ fn parse_amz_date(s: &str) -> Option<i64> {
         &s[11..13],
         &s[13..15]
     );
-    aws_sdk_sts::primitives::DateTime::from_str(
-        &rfc,
-        aws_sdk_sts::primitives::DateTimeFormat::DateTime,
-    )
-    .ok()
-    .map(|d| d.secs())
+    crate::clock::parse_rfc3339(&rfc)
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
