@@ -6,7 +6,12 @@ client kept getting credentials meanwhile. Run by hand; numbers are reported, no
     python3 bench/hostile.py            # about 1 minute
 
 Phases (each bounded in count and time, loopback only):
-  idle conns    3,000 connections opened and left silent (the cap is 1,024 open at once)
+  flood         1,400 silent connections to the credentials port, each reopened as soon as it
+                is closed, for 10 s
+  admin flood   the same against the admin port
+  trickle flood 1,400 connections to the credentials port sending a header byte every 0.5 s,
+                each reopened as soon as it is closed, for 10 s
+  idle conns    3,000 connections opened and left silent (the cap is 256 open at once)
   slowloris     1,000 connections sending one header byte per second for 8 s
   big headers   2,000 requests with a 64 KiB header (over the 16 KiB cap)
   bad tokens    wrk, 64 connections, 5 s, wrong authorization token
@@ -14,8 +19,17 @@ Phases (each bounded in count and time, loopback only):
   pipelining    200 connections each pipelining 100 requests
   garbage       2,000 connections each sending 4 KiB of random bytes
 
+During the floods a second well-behaved client asks the admin port's `/ready` every 50 ms (a
+platform's health probe); both clients give up after 2 s there, as a probe would.
+
+    python3 bench/hostile.py --only flood,admin-flood --binary /path/to/sts-sidecar
+                                     # some phases, against another build (no bench/hostile.md)
+
 Writes bench/hostile.md. Needs wrk.
 """
+
+import argparse
+import selectors
 
 import os
 import resource
@@ -33,17 +47,18 @@ from run import (ROOT, TARGET, TOKEN, free_port, get, log, machine, rss_kib, sta
 
 
 class GoodClient(threading.Thread):
-    """Asks for credentials every 50 ms and records each answer's status and latency."""
+    """Asks `url` every 50 ms and records each answer's status and latency (status 0: no answer
+    within `timeout` seconds, or the connection failed)."""
 
-    def __init__(self, url):
+    def __init__(self, url, timeout=5):
         super().__init__(daemon=True)
-        self.url, self.stop, self.samples = url, threading.Event(), []
+        self.url, self.timeout, self.stop, self.samples = url, timeout, threading.Event(), []
 
     def run(self):
         while not self.stop.is_set():
             t0 = time.monotonic()
             try:
-                status = get(self.url, {"Authorization": TOKEN}, timeout=5)[0]
+                status = get(self.url, {"Authorization": TOKEN}, timeout=self.timeout)[0]
             except OSError:
                 status = 0
             self.samples.append((status, (time.monotonic() - t0) * 1000))
@@ -67,6 +82,56 @@ def close_all(socks):
             s.close()
         except OSError:
             pass
+
+
+def flood(addr, trickle=False, n=1400, secs=10):
+    """`n` connections that send nothing (or, with `trickle`, a request head one byte every
+    0.5 s that never ends), each reopened as soon as the server closes it, for `secs` seconds."""
+    host, port = addr.rsplit(":", 1)
+    sel = selectors.DefaultSelector()
+    reopened = 0
+
+    def open_one():
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, int(port)))
+        sel.register(s, selectors.EVENT_READ)
+
+    for _ in range(n):
+        open_one()
+    end = time.monotonic() + secs
+    next_trickle = time.monotonic() + 0.5
+    head = b"GET /v1/credentials HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: "
+    sent = {}
+    while time.monotonic() < end:
+        for key, _ in sel.select(timeout=0.05):
+            s = key.fileobj
+            try:
+                closed = not s.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                sel.unregister(s)
+                sent.pop(s, None)
+                s.close()
+                reopened += 1
+                open_one()
+        if trickle and time.monotonic() >= next_trickle:
+            next_trickle += 0.5
+            for key in list(sel.get_map().values()):
+                s = key.fileobj
+                i = sent.get(s, 0)
+                try:
+                    s.send(head[i:i + 1] if i < len(head) else b"a")
+                    sent[s] = i + 1
+                except OSError:
+                    pass
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    sel.close()
+    return f"{n} connections, reopened {reopened} times"
 
 
 def idle_conns(addr):
@@ -151,10 +216,16 @@ def garbage(addr):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="comma-separated phases (names with - for spaces)")
+    parser.add_argument("--binary", help="an sts-sidecar binary to test instead of building one")
+    args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
     log("building the release binary and the fake upstreams")
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sts-sidecar"], cwd=ROOT, check=True)
+    binary = args.binary or os.path.join(TARGET, "release", "sts-sidecar")
+    if not args.binary:
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sts-sidecar"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--quiet", "--features", "test-util", "--example", "dev_upstreams"],
                    cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="sts-sidecar-hostile-")
@@ -163,7 +234,7 @@ def main():
     try:
         upstreams = start_upstreams(work, procs)
         listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        sidecar = start_sidecar(os.path.join(TARGET, "release", "sts-sidecar"), upstreams, listen, admin, procs)
+        sidecar = start_sidecar(binary, upstreams, listen, admin, procs)
         url = f"http://{listen}/v1/credentials"
         for _ in range(100):
             try:
@@ -173,10 +244,13 @@ def main():
                 time.sleep(0.1)
         time.sleep(1)
         idle = rss_kib(sidecar.pid)
-        rows.append(("idle", "", idle, None, None))
+        rows.append(("idle", "", idle, None, None, None, None))
         good = GoodClient(url)
         good.start()
         phases = [
+            ("flood", lambda: flood(listen)),
+            ("admin flood", lambda: flood(admin)),
+            ("trickle flood", lambda: flood(listen, trickle=True)),
             ("idle conns", lambda: idle_conns(listen)),
             ("slowloris", lambda: slowloris(listen)),
             ("big headers", lambda: big_headers(listen)),
@@ -185,14 +259,34 @@ def main():
             ("pipelining", lambda: pipelining(listen)),
             ("garbage", lambda: garbage(listen)),
         ]
+        if args.only:
+            wanted = args.only.replace("-", " ").split(",")
+            phases = [p for p in phases if p[0] in wanted]
         for name, phase in phases:
             log(f"phase: {name}")
+            flooding = "flood" in name
+            if flooding:
+                # As a platform probe would: 2 s, both for the app and for the health probe.
+                good.stop.set()
+                good.join()
+                good = GoodClient(url, timeout=2)
+                probe = GoodClient(f"http://{admin}/ready", timeout=2)
+                good.start()
+                probe.start()
             good.take()
             outcome = phase()
             samples = good.take()
+            probes = []
+            if flooding:
+                probe.stop.set()
+                probe.join()
+                probes = probe.take()
             ok = sum(1 for s, _ in samples if s == 200)
             worst = max((ms for _, ms in samples), default=0)
-            rows.append((name, outcome, rss_kib(sidecar.pid), f"{ok}/{len(samples)}", worst))
+            pok = sum(1 for s, _ in probes if s == 200)
+            pworst = max((ms for _, ms in probes), default=0)
+            rows.append((name, outcome, rss_kib(sidecar.pid), f"{ok}/{len(samples)}", worst,
+                         f"{pok}/{len(probes)}" if probes else None, pworst if probes else None))
         good.stop.set()
         good.join()
         peak = rss_kib(sidecar.pid, "VmHWM")
@@ -203,20 +297,25 @@ def main():
         "# sts-sidecar under hostile load",
         "",
         f"{time.strftime('%Y-%m-%d')}, {machine()}. Produced by `python3 bench/hostile.py`.",
-        "A well-behaved client asked for credentials every 50 ms throughout; its column shows",
-        "how many of its requests got 200 during each phase, and the slowest one.",
+        "A well-behaved client asked for credentials every 50 ms throughout; its columns show",
+        "how many of its requests got 200 during each phase, and the slowest one. During the",
+        "floods it gave up after 2 s, and a health probe asked the admin port's `/ready` every",
+        "50 ms, also with 2 s.",
         "",
-        "| phase | what the attacker got | RSS after (MiB) | good client 200s | good client slowest (ms) |",
-        "|---|---|---:|---:|---:|",
+        "| phase | what the attacker got | RSS after (MiB) | good client 200s | good client slowest (ms) "
+        "| `/ready` 200s | `/ready` slowest (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, outcome, rss, ok, worst in rows:
+    for name, outcome, rss, ok, worst, pok, pworst in rows:
         lines.append(f"| {name} | {outcome} | {rss / 1024:.1f} | {ok or ''} | "
-                     f"{'' if worst is None else f'{worst:.0f}'} |")
+                     f"{'' if worst is None else f'{worst:.0f}'} | {pok or ''} | "
+                     f"{'' if pworst is None else f'{pworst:.0f}'} |")
     lines += ["", f"Peak resident memory (VmHWM): **{peak / 1024:.1f} MiB**. "
               f"Sidecar still running at the end: {'yes' if alive else 'NO'}.", ""]
     text = "\n".join(lines)
-    with open(os.path.join(ROOT, "bench", "hostile.md"), "w") as f:
-        f.write(text)
+    if not (args.only or args.binary):
+        with open(os.path.join(ROOT, "bench", "hostile.md"), "w") as f:
+            f.write(text)
     print(text)
 
 

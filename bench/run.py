@@ -142,16 +142,16 @@ def start_upstreams(work, procs):
     return dict(l.split("=", 1) for l in open(env_file).read().splitlines() if "=" in l)
 
 
-def start_sidecar(sidecar_bin, upstreams, listen, admin, procs, prefix=()):
+def start_sidecar(sidecar_bin, upstreams, listen, admin, procs, prefix=(), extra=()):
     """Starts `sts-sidecar serve` against the upstreams with the bench token (`prefix`: a
-    command that execs the rest, such as the memory cgroup wrapper)."""
+    command that execs the rest, such as the memory cgroup wrapper; `extra`: more flags)."""
     env = dict(os.environ, AWS_CONTAINER_AUTHORIZATION_TOKEN=TOKEN, STS_SIDECAR_LOG="warn",
                CF_INSTANCE_CERT=upstreams["CF_INSTANCE_CERT"], CF_INSTANCE_KEY=upstreams["CF_INSTANCE_KEY"])
     sidecar = subprocess.Popen([*prefix, sidecar_bin, "serve", "--listen", listen, "--admin-listen", admin,
                                 "--token-service-url", upstreams["TOKEN_SERVICE_URL"],
                                 "--token-service-ca", upstreams["TOKEN_SERVICE_CA"],
                                 "--role-arn", "arn:aws:iam::123456789012:role/bench",
-                                "--sts-endpoint", upstreams["STS_ENDPOINT"]], env=env)
+                                "--sts-endpoint", upstreams["STS_ENDPOINT"], *extra], env=env)
     procs.append(sidecar)
     return sidecar
 
@@ -268,7 +268,10 @@ def main():
         url = f"http://{listen}/v1/credentials"
         log("cold start: process start to the first credentials served")
         t0 = time.monotonic()
-        sidecar = start_sidecar(sidecar_bin, upstreams, listen, admin, procs)
+        # The 512-connection step needs more than the default 256 slots (one app's SDK never
+        # opens that many; the step measures the server, not the cap).
+        sidecar = start_sidecar(sidecar_bin, upstreams, listen, admin, procs,
+                                extra=("--max-connections", "1024"))
         first = None
         while time.monotonic() - t0 < 10:
             try:

@@ -197,11 +197,29 @@ pub fn auth(config: &Config) -> Result<Auth, Error> {
 
 /// Binds a listener; the error names the flag, variable or key that chose the address.
 pub async fn bind(addr: SocketAddr, origin: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+    listen(addr).map_err(|source| Error::Bind {
         addr,
         origin: origin.to_owned(),
         source,
     })
+}
+
+/// Connections the kernel completes and queues for us before it drops new ones (capped by
+/// `net.core.somaxconn`). Larger than tokio's 1,024: a client that connects during a flood of
+/// connections then waits in the queue for a slot (microseconds, see `server::slots`) instead
+/// of having its SYN dropped and resent a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restart may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Binds both listeners of `config`.

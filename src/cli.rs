@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::flags::address;
+use crate::config::flags::{address, boolean};
 use crate::config::{CommonFlags, ServerFlags};
 
 /// Serves your app's own AWS role credentials on loopback, in the format every AWS SDK reads from
@@ -25,6 +25,12 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Leave the process dumpable, for debugging: by default it is marked non-dumpable (no core
+    /// file, no same-user ptrace or /proc/PID/mem) and its core size limit is 0, because a dump
+    /// holds the credentials [variable: STS_SIDECAR_ALLOW_CORE_DUMPS]
+    #[arg(long, global = true, value_name = "BOOL", value_parser = boolean, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", hide_short_help = true)]
+    pub allow_core_dumps: Option<bool>,
 }
 
 /// The subcommands.

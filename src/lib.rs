@@ -43,6 +43,8 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod env;
+pub mod files;
+pub mod hardening;
 pub mod identity;
 pub mod issuer;
 pub mod jws;

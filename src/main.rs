@@ -5,7 +5,9 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 
 use sts_sidecar::cli::{Cli, Command};
 use sts_sidecar::cmd::{self, EXIT_CONFIG};
+use sts_sidecar::config::flags::boolean;
 use sts_sidecar::env::{Env as _, ProcessEnv};
+use sts_sidecar::hardening::{self, CoreLimit, ENV_ALLOW_CORE_DUMPS};
 use sts_sidecar::telemetry::{ENV_LOG, ENV_LOG_FORMAT};
 
 fn main() {
@@ -31,6 +33,23 @@ fn main() {
         eprintln!("sts-sidecar: {}", sts_sidecar::report::chain(&e));
         std::process::exit(EXIT_CONFIG);
     }
+    let allow_dumps = match cli.allow_core_dumps {
+        Some(allow) => allow,
+        None => match env.var(ENV_ALLOW_CORE_DUMPS).map(|v| boolean(&v)) {
+            None => false,
+            Some(Ok(allow)) => allow,
+            Some(Err(e)) => {
+                eprintln!("sts-sidecar: {ENV_ALLOW_CORE_DUMPS}: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        },
+    };
+    let core = match cli.command {
+        Command::Exec(_) => CoreLimit::Inherit,
+        _ => CoreLimit::Zero,
+    };
+    // Before any secret is read, and before the runtime's threads exist.
+    hardening::apply(allow_dumps, core);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

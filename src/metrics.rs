@@ -16,6 +16,11 @@ struct RoleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
 }
@@ -61,6 +66,7 @@ pub struct Metrics {
     certificate_expiry: Gauge,
     identity_token_expiry: Family<SourceLabels, Gauge>,
     role_info: Family<RoleInfoLabels, Gauge>,
+    auth_failures: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +128,12 @@ impl Metrics {
             "Always 1: which identity source (name and kind) each role gets its token from",
             role_info.clone(),
         );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Credentials requests refused for their authorization token, by reason (missing, wrong)",
+            auth_failures.clone(),
+        );
         let credentials_ok = requests
             .get_or_create(&RequestLabels {
                 listener: "credentials",
@@ -138,6 +150,7 @@ impl Metrics {
             certificate_expiry,
             identity_token_expiry,
             role_info,
+            auth_failures,
         }
     }
 
@@ -185,6 +198,13 @@ impl Metrics {
         }
         self.requests
             .get_or_create(&RequestLabels { listener, status })
+            .inc();
+    }
+
+    /// Counts one credentials request refused for its authorization token.
+    pub fn count_auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

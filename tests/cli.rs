@@ -505,3 +505,96 @@ fn a_log_filter_that_names_no_level_is_refused_not_silent() {
         "{err}"
     );
 }
+
+/// `argv` as an unprivileged user: as the same non-root user as this test, or, when the test
+/// runs as root (who may read any process), as `nobody` through `setpriv`.
+fn unprivileged(argv: &[&str]) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        let mut cmd = program("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(argv);
+        cmd
+    } else {
+        let mut cmd = program(argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+}
+
+/// The soft and hard "Max core file size" of `pid`.
+fn core_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))?;
+    let mut fields = line["Max core file size".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
+#[test]
+fn another_process_of_the_same_user_cannot_read_the_sidecars_memory_or_environment() {
+    // See: issue #20 item 5 (a core dump held the keys; /proc/PID/mem was readable).
+    let own = core_limit(std::process::id()).expect("own limits");
+    for allow in [false, true] {
+        let mut serve = unprivileged(&[
+            BIN,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--token-command",
+            "/bin/false",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/x",
+            "--sts-endpoint",
+            "http://127.0.0.1:9",
+            "--drain-secs",
+            "0",
+        ]);
+        serve
+            .env(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                "env-secret-0123456789abcdef",
+            )
+            .env("STS_SIDECAR_LOG", "debug")
+            .env("STS_SIDECAR_ALLOW_CORE_DUMPS", allow.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = serve.spawn().expect("spawn");
+        // setpriv execs the sidecar: same PID. Wait until it is listening (hardening is done
+        // before anything else).
+        let pid = child.id();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut log = String::new();
+        while !log.contains("sts-sidecar serving") {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("log");
+            assert!(n > 0, "exited early: {log}");
+            log.push_str(&line);
+        }
+        let limit = core_limit(pid).expect("limits");
+        let environ = unprivileged(&["cat", &format!("/proc/{pid}/environ")])
+            .output()
+            .expect("cat");
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let _ = child.wait();
+        let seen = String::from_utf8_lossy(&environ.stdout);
+        if allow {
+            assert_eq!(limit, own, "--allow-core-dumps leaves the limit");
+            assert!(seen.contains("env-secret-0123456789abcdef"), "{seen}");
+            assert!(log.contains("--allow-core-dumps"), "{log}");
+        } else {
+            assert_eq!(limit, ("0".to_owned(), "0".to_owned()));
+            assert!(
+                !environ.status.success(),
+                "read the sidecar's environment: {seen}"
+            );
+            assert!(!seen.contains("env-secret"), "{seen}");
+            assert!(
+                log.contains("process hardened") && log.contains("dumpable=Some(false)"),
+                "{log}"
+            );
+        }
+    }
+}

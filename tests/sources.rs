@@ -220,6 +220,34 @@ async fn a_token_file_with_a_trailing_newline_is_served_and_its_absence_recovere
 }
 
 #[tokio::test]
+async fn a_token_file_that_is_a_fifo_is_an_error_not_a_hang() {
+    // See: issue #20 item 3 (the refresh hung on the FIFO with last_error null).
+    let world = World::new().await;
+    let token_path = world.path("token");
+    nix::unistd::mkfifo(&token_path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let config = world.config(&format!(
+        "[source.k8s]\ntype = \"file\"\npath = \"{}\"\n[[role]]\narn = \"{ROLE_ARN}\"\n",
+        token_path.display()
+    ));
+    let sidecar = world.serve(&config).await;
+    let st = world
+        .status_when(&sidecar, |st| !st["roles"][0]["last_error"].is_null())
+        .await;
+    let error = st["roles"][0]["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains(&token_path.display().to_string())
+            && error.contains("is not a regular file (it is a FIFO)"),
+        "{st}"
+    );
+    // Replaced by a real token file, it recovers.
+    std::fs::remove_file(&token_path).expect("rm");
+    std::fs::write(&token_path, world.idp.mint_token("after-fifo", HOUR)).expect("write");
+    world.ready(&sidecar).await;
+    assert_eq!(world.sts.seen().last().expect("seen").subject, "after-fifo");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_kubelet_symlink_swap_is_picked_up() {
     // kubelet: token -> ..data/token, ..data -> ..<timestamp>/, swapped atomically.
     let world = World::new().await;
@@ -617,9 +645,10 @@ async fn a_command_prints_the_token() {
 async fn commands_that_fail_hang_or_flood_are_stopped_and_named() {
     let world = World::new().await;
     let cases = [
+        // See: issue #20 item 4: stderr's text stays out of errors (and so out of /status).
         (
-            "echo 'no such profile' >&2; echo second >&2; exit 3",
-            "exited with code 3: no such profile",
+            "echo 'usage: --client_secret=s3cr3t-value' >&2; echo second >&2; exit 3",
+            "exited with code 3; stderr had 43 bytes (run with STS_SIDECAR_LOG=debug to see them)",
         ),
         ("sleep 30", "did not finish within 1s and was killed"),
         (
@@ -645,11 +674,62 @@ async fn commands_that_fail_hang_or_flood_are_stopped_and_named() {
             .chain();
         assert!(e.contains(expected), "{body}: {e}");
         assert!(e.contains(&format!("the command cmd{i}")), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{body} was not stopped"
         );
     }
+}
+
+#[tokio::test]
+async fn a_command_that_times_out_is_ended_with_everything_it_started() {
+    // See: issue #20 item 10 (three sleeps were left running, reparented to PID 1).
+    let world = World::new().await;
+    let pids = world.path("pids");
+    let script = world.path("spawner");
+    write_script(
+        &script,
+        &format!(
+            "for i in 1 2 3; do sleep 300 & echo $! >> '{}'; done; sleep 300",
+            pids.display()
+        ),
+    );
+    let config = world.config(&format!(
+        "[source.cmd]\ntype = \"command\"\ncommand = [\"{}\"]\ntimeout_secs = 1\n\
+         [[role]]\narn = \"{ROLE_ARN}\"\n",
+        script.display()
+    ));
+    let e = world
+        .token_source(&config)
+        .token()
+        .await
+        .expect_err("timeout")
+        .chain();
+    assert!(e.contains("did not finish within 1s"), "{e}");
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .expect("pids")
+        .lines()
+        .map(|l| l.parse().expect("pid"))
+        .collect();
+    assert_eq!(pids.len(), 3);
+    // Gone, or a zombie waiting for whoever inherited it to reap it: either way, not running.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    };
+    for _ in 0..100 {
+        if !pids.iter().any(|p| running(*p)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "still running: {:?}",
+        pids.iter().filter(|p| running(**p)).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -28,7 +28,8 @@ use crate::backend::arn;
 use crate::backend::roles_anywhere::{self, default_endpoint};
 use crate::checker::{Checker, Field, Layer, Origin, Origins, layer};
 use crate::identity::IdentityFiles;
-use crate::server::{AuthToken, Limits};
+use crate::server::auth::SHORT_TOKEN;
+use crate::server::{AuthToken, DEFAULT_MAX_CONNECTIONS, Limits};
 use crate::token::{self, KindName};
 
 /// Builds the typed config; `None` when something essential is missing (the problems say what).
@@ -62,7 +63,7 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
     let max_connections = c.number(
         "server.max_connections",
         &server.max_connections,
-        1024,
+        DEFAULT_MAX_CONNECTIONS as u64,
         1,
         1_000_000,
     );
@@ -114,7 +115,7 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
         imds_v1,
         auth: auth?,
         limits: Limits {
-            max_connections: usize::try_from(max_connections).unwrap_or(1024),
+            max_connections: usize::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             header_read_timeout: Duration::from_secs(header_read_timeout),
             ..Limits::default()
         },
@@ -382,9 +383,6 @@ fn addr(
         }
     }
 }
-
-/// Tokens shorter than this are accepted with a warning (guessable by a local process).
-const SHORT_TOKEN: usize = 16;
 
 fn auth(
     c: &mut Checker<'_>,

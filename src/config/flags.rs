@@ -23,6 +23,7 @@ const OTHER_VARS: &[&str] = &[
     crate::telemetry::ENV_LOG,
     crate::telemetry::ENV_LOG_FORMAT,
     token::oidc::ENV_CLIENT_SECRET,
+    crate::hardening::ENV_ALLOW_CORE_DUMPS,
 ];
 
 /// The flags every subcommand shares: the config file, the identity source, the roles, STS.
@@ -108,7 +109,8 @@ pub struct ServerFlags {
     #[arg(long, value_name = "BOOL", value_parser = boolean, num_args = 0..=1,
           require_equals = true, default_missing_value = "true", hide_short_help = true)]
     pub allow_non_loopback: Option<bool>,
-    /// Open connections per listener at most [default: 1024]
+    /// Open connections per listener at most; at the cap a new one takes the slot of the oldest
+    /// waiting one [default: 256]
     #[arg(long, value_name = "N", value_parser = whole_number, hide_short_help = true)]
     pub max_connections: Option<u64>,
     /// Seconds a client may take to send a request's headers [default: 5]

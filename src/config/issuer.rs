@@ -366,6 +366,8 @@ pub fn check(
                 reload_interval: Duration::from_secs(5),
                 limits: Limits {
                     max_connections: usize::try_from(max_connections).unwrap_or(4096),
+                    // Clients come over the network, a TLS handshake first (up to 10 s).
+                    first_byte_timeout: Duration::from_secs(15),
                     ..Limits::default()
                 },
             })

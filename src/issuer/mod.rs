@@ -42,11 +42,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::jws;
-use crate::server::{Body, Connections, Limits, json_response, text_response};
+use crate::server::{Acceptor, Body, Connections, Limits, json_response, text_response};
 use ca::{CaBundle, Instance};
 
 /// The grant type of RFC 7523's JWT bearer grant.
@@ -1054,46 +1054,29 @@ async fn serve(
     issuer: Arc<Issuer>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let acceptor = Acceptor::new(listener, &limits);
     let connections = Connections::new(&limits);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        let accepted = tokio::select! {
+            accepted = acceptor.next() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
         let tls = issuer.material.load().tls.clone();
         let issuer = issuer.clone();
+        let later = connections.later();
         match tls {
             None => {
-                connections.spawn(
-                    stream,
-                    move |req| {
-                        let issuer = issuer.clone();
-                        async move { issuer.handle(req, None).await }
-                    },
-                    permit,
-                );
+                later.spawn_accepted(accepted, move |req| {
+                    let issuer = issuer.clone();
+                    async move { issuer.handle(req, None).await }
+                });
             }
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                let later = connections.later();
-                tokio::spawn(async move {
+                let (stream, handshake_done) = accepted.take_stream();
+                let slot = handshake_done.slot.reference();
+                let task = tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     let Ok(Ok(tls)) = handshake else {
@@ -1105,21 +1088,19 @@ async fn serve(
                         .1
                         .peer_certificates()
                         .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect()));
-                    let task = later.spawn(
-                        tls,
-                        move |req| {
-                            let issuer = issuer.clone();
-                            let peer = peer.clone();
-                            async move { issuer.handle(req, peer).await }
-                        },
-                        permit,
-                    );
+                    let task = handshake_done.spawn(later, tls, move |req| {
+                        let issuer = issuer.clone();
+                        let peer = peer.clone();
+                        async move { issuer.handle(req, peer).await }
+                    });
                     let _ = task.await;
                 });
+                // A slow handshake is a waiting connection too: its slot can be taken.
+                slot.closes_with(task.abort_handle());
             }
         }
     }
-    drop(listener);
+    drop(acceptor);
     tokio::select! {
         () = connections.shutdown() => {}
         () = tokio::time::sleep(limits.drain_timeout) => {}

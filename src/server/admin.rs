@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{Body, Roles, error_response, host_allowed, json_response, text_response};
+use super::{Body, Roles, error_response, json_response, screen, text_response};
 use crate::metrics::Metrics;
 
 /// The admin endpoint's state.
@@ -66,12 +66,8 @@ impl AdminApp {
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             return r;
         }
-        if !host_allowed(req.headers().get(header::HOST), &self.extra_hosts) {
-            return error_response(
-                StatusCode::FORBIDDEN,
-                "InvalidHost",
-                "the Host header must name a loopback address",
-            );
+        if let Err(refusal) = screen(req, &self.extra_hosts) {
+            return refusal.response();
         }
         match req.uri().path() {
             "/healthz" => text_response(StatusCode::OK, "ok\n"),

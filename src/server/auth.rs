@@ -8,13 +8,18 @@
 //! working for a grace period so that clients mid-rotation are not refused.
 
 use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use parking_lot::Mutex;
 use tokio::time::Instant;
+
+use crate::files::{self, Links, ReadError};
 
 crate::secret::secret_string!(
     /// The shared secret between the app's SDK and this server.
@@ -25,21 +30,49 @@ crate::secret::secret_string!(
 const ROTATION_GRACE: Duration = Duration::from_secs(60);
 /// How often at most a wrong token makes us look at the file again.
 const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a reload may take before the request that asked for it gives up on it.
+const READ_WITHIN: Duration = Duration::from_secs(1);
+/// The longest token accepted (SDKs send it in one header).
+const MAX_TOKEN: usize = 4096;
+/// Tokens shorter than this are accepted with a warning: a local process can guess them.
+pub const SHORT_TOKEN: usize = 16;
+/// How often at most refused requests are reported in a warning.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A SHA-256 digest. Tokens are compared by digest, so that the comparison takes the same time
+/// whatever the length of the token presented or of the real one.
+type Digest = [u8; 32];
+
+fn digest(bytes: &[u8]) -> Digest {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
 
 /// Checks presented tokens.
 #[derive(Debug)]
 pub struct Auth {
     /// The accepted tokens, read on every request without a shared lock.
     tokens: ArcSwap<Tokens>,
-    /// What was last seen of the file; only taken when a presented token does not match.
-    file_state: Mutex<FileState>,
-    file: Option<PathBuf>,
+    file: Option<TokenFile>,
 }
 
 #[derive(Debug)]
 struct Tokens {
-    current: AuthToken,
-    previous: Option<(AuthToken, Instant)>,
+    current: Digest,
+    previous: Option<(Digest, Instant)>,
+}
+
+/// The token file and what was last seen of it.
+#[derive(Debug)]
+struct TokenFile {
+    path: PathBuf,
+    /// Only ever held for a moment, never across I/O.
+    state: Mutex<FileState>,
+    /// A read is out (at most one at a time: one stalled on a filesystem must not be joined by
+    /// a thread per wrong token).
+    reading: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +88,16 @@ struct FileStamp {
     inode: u64,
 }
 
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+        }
+    }
+}
+
 /// Why the authorization token is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,6 +111,14 @@ pub enum Error {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The file is not one only this user controls.
+    #[error("refusing the authorization token file {path}: it {problem}")]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The token has a shape SDKs refuse.
     #[error("the authorization token from {origin} {problem}")]
@@ -85,18 +136,18 @@ impl Auth {
         validate(token.expose(), origin)?;
         Ok(Self {
             tokens: ArcSwap::from_pointee(Tokens {
-                current: token,
+                current: digest(token.expose().as_bytes()),
                 previous: None,
             }),
-            file_state: Mutex::new(FileState::default()),
             file: None,
         })
     }
 
     /// Reads the token from `path`, creating the file with a new random token if it is missing.
-    /// Returns whether the file was created.
+    /// Returns whether the file was created. The file must be a regular file (not a link to
+    /// one), owned by this process's user or root, and not writable by group or others.
     pub fn from_file(path: &Path) -> Result<(Self, bool), Error> {
-        let created = match std::fs::metadata(path) {
+        let created = match std::fs::symlink_metadata(path) {
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 write_token_file(path, &generate())?;
@@ -111,80 +162,153 @@ impl Auth {
             }
         };
         let (token, stamp) = read_token_file(path)?;
+        if token.expose().chars().count() < SHORT_TOKEN {
+            tracing::warn!(
+                path = %path.display(),
+                "the authorization token file holds fewer than {SHORT_TOKEN} characters: another \
+                 process on this machine can guess it; delete the file and a random token is written"
+            );
+        }
         Ok((
             Self {
                 tokens: ArcSwap::from_pointee(Tokens {
-                    current: token,
+                    current: digest(token.expose().as_bytes()),
                     previous: None,
                 }),
-                file_state: Mutex::new(FileState {
-                    stamp: Some(stamp),
-                    last_reload: None,
+                file: Some(TokenFile {
+                    path: path.to_owned(),
+                    state: Mutex::new(FileState {
+                        stamp: Some(stamp),
+                        last_reload: None,
+                    }),
+                    reading: Arc::new(AtomicBool::new(false)),
                 }),
-                file: Some(path.to_owned()),
             },
             created,
         ))
     }
 
-    /// Whether `presented` (the raw `Authorization` value) is the token.
-    pub fn check(&self, presented: &[u8]) -> bool {
-        if self.matches(presented) {
+    /// Whether `presented` (the raw `Authorization` value) is the token. A token that does not
+    /// match makes us look at the file, if there is one and it changed (at most every 500 ms,
+    /// one read at a time, waiting for it at most a second).
+    pub async fn check(&self, presented: &[u8]) -> bool {
+        let presented = digest(presented);
+        if self.matches(&presented) {
             return true;
         }
-        if self.file.is_some() && self.reload_if_changed() {
-            return self.matches(presented);
-        }
-        false
+        self.file.is_some() && self.reload_if_changed().await && self.matches(&presented)
     }
 
-    fn matches(&self, presented: &[u8]) -> bool {
+    fn matches(&self, presented: &Digest) -> bool {
         let tokens = self.tokens.load();
-        if equal(presented, tokens.current.expose().as_bytes()) {
+        if equal(presented, &tokens.current) {
             return true;
         }
         match &tokens.previous {
-            Some((old, until)) => {
-                Instant::now() < *until && equal(presented, old.expose().as_bytes())
-            }
+            Some((old, until)) => Instant::now() < *until && equal(presented, old),
             None => false,
         }
     }
 
-    /// Looks at the file (at most every [`RELOAD_INTERVAL`]); true if the token changed.
-    fn reload_if_changed(&self) -> bool {
-        let Some(path) = &self.file else { return false };
-        let mut file_state = self.file_state.lock();
-        if file_state
-            .last_reload
-            .is_some_and(|t| t.elapsed() < RELOAD_INTERVAL)
-        {
+    /// Looks at the file; true if the token changed.
+    async fn reload_if_changed(&self) -> bool {
+        let Some(file) = &self.file else { return false };
+        let known = {
+            let mut state = file.state.lock();
+            if state
+                .last_reload
+                .is_some_and(|t| t.elapsed() < RELOAD_INTERVAL)
+            {
+                return false;
+            }
+            state.last_reload = Some(Instant::now());
+            state.stamp.clone()
+        };
+        if file.reading.swap(true, Ordering::AcqRel) {
             return false;
         }
-        file_state.last_reload = Some(Instant::now());
-        let Ok(stamp) = stamp(path) else { return false };
-        if file_state.stamp.as_ref() == Some(&stamp) {
-            return false;
-        }
-        match read_token_file(path) {
-            Ok((token, stamp)) => {
-                file_state.stamp = Some(stamp);
+        let reading = Done(file.reading.clone());
+        let path = file.path.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let _reading = reading;
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if Some(FileStamp::of(&meta)) == known => None,
+                _ => Some(read_token_file(&path)),
+            }
+        });
+        let outcome = match tokio::time::timeout(READ_WITHIN, read).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                tracing::warn!(
+                    path = %file.path.display(),
+                    "keeping the previous authorization token: reading the file took longer than {} s",
+                    READ_WITHIN.as_secs()
+                );
+                return false;
+            }
+        };
+        match outcome {
+            None => false,
+            Some(Ok((token, stamp))) => {
+                file.state.lock().stamp = Some(stamp);
+                let new = digest(token.expose().as_bytes());
                 let old = self.tokens.load();
-                if token == old.current {
+                if equal(&new, &old.current) {
                     return false;
                 }
-                self.tokens.store(std::sync::Arc::new(Tokens {
-                    current: token,
-                    previous: Some((old.current.clone(), Instant::now() + ROTATION_GRACE)),
+                self.tokens.store(Arc::new(Tokens {
+                    current: new,
+                    previous: Some((old.current, Instant::now() + ROTATION_GRACE)),
                 }));
-                tracing::info!(path = %path.display(), "authorization token file changed, new token in use");
+                tracing::info!(path = %file.path.display(), "authorization token file changed, new token in use");
                 true
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "keeping the previous authorization token");
                 false
             }
         }
+    }
+}
+
+/// Clears the "a read is out" flag when the read ends, however it ends.
+struct Done(Arc<AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Counts refused authorization attempts and reports them in a warning at most once a minute
+/// (a brute force must not flood the log; nobody must miss that one is going on).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    unreported: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl Refusals {
+    /// Notes one refused request.
+    pub fn note(&self) {
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+        // Under a flood the lock is contended: whoever does not get it leaves the report to
+        // whoever has it.
+        let Some(mut last) = self.last_warning.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let refused = self.unreported.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            refused,
+            "refused credentials requests with a missing or wrong authorization token (counted \
+             in sts_sidecar_auth_failures_total); if this is not a client being set up, another \
+             process on this machine may be guessing the token"
+        );
     }
 }
 
@@ -230,34 +354,51 @@ pub fn write_token_file(path: &Path, token: &AuthToken) -> Result<(), Error> {
     result.map_err(io)
 }
 
+/// Reads and checks the token file: a regular file, not reached through a symbolic link, owned
+/// by this process's user (or root), writable by nobody else; at most [`MAX_TOKEN`] bytes.
 fn read_token_file(path: &Path) -> Result<(AuthToken, FileStamp), Error> {
-    let io = |source| Error::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    };
-    let stamp = stamp(path).map_err(io)?;
-    let bytes = std::fs::read(path).map_err(io)?;
     let origin = path.display().to_string();
+    let unsafe_file = |problem: String| Error::Unsafe {
+        path: path.to_owned(),
+        problem,
+    };
+    let (bytes, meta) = match files::read_regular(path, MAX_TOKEN as u64, Links::Refuse) {
+        Ok(read) => read,
+        Err(ReadError::Io(source)) => {
+            return Err(Error::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            });
+        }
+        Err(ReadError::TooLarge(_)) => {
+            return Err(Error::Invalid {
+                origin,
+                problem: "is longer than 4096 characters",
+            });
+        }
+        Err(other) => return Err(unsafe_file(other.to_string())),
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(unsafe_file(format!(
+            "can be written by other users (mode {mode:04o}), who could then read credentials: \
+             chmod go-w it"
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(unsafe_file(format!(
+            "is owned by uid {}, not by this process's user (uid {me}) or root",
+            meta.uid()
+        )));
+    }
     let text = String::from_utf8(bytes).map_err(|_| Error::Invalid {
         origin: origin.clone(),
         problem: "is not UTF-8 text",
     })?;
     validate(&text, &origin)?;
-    Ok((AuthToken::new(text), stamp))
-}
-
-fn stamp(path: &Path) -> std::io::Result<FileStamp> {
-    let meta = std::fs::metadata(path)?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Ok(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode,
-    })
+    Ok((AuthToken::new(text), FileStamp::of(&meta)))
 }
 
 /// Refuses tokens every SDK would refuse or mangle (docs/sdk-clients.md §2).
@@ -285,15 +426,14 @@ fn validate(token: &str, origin: &str) -> Result<(), Error> {
     if !token.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return invalid("contains characters other than printable ASCII");
     }
-    if token.len() > 4096 {
+    if token.len() > MAX_TOKEN {
         return invalid("is longer than 4096 characters");
     }
     Ok(())
 }
 
-fn equal(a: &[u8], b: &[u8]) -> bool {
-    // Constant time in the content; the length is not secret (every generated token has 43).
-    constant_time_eq::constant_time_eq(a, b)
+fn equal(a: &Digest, b: &Digest) -> bool {
+    constant_time_eq::constant_time_eq_32(a, b)
 }
 
 #[cfg(test)]
@@ -320,13 +460,153 @@ mod tests {
         assert!(e.contains("newline") && !e.contains("secret-marker"), "{e}");
     }
 
+    fn token_file(dir: &tempfile::TempDir, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.path().join("token");
+        std::fs::write(&path, "0123456789abcdefXYZ").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn refused(path: &Path) -> String {
+        match Auth::from_file(path) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
-    fn compares_exactly() {
+    fn refuses_a_token_file_others_can_write() {
+        // See: issue #20 item 2.
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o620, 0o602, 0o666, 0o777] {
+            let path = token_file(&dir, mode);
+            let e = refused(&path);
+            assert!(
+                e.contains(&path.display().to_string())
+                    && e.contains("can be written by other users")
+                    && e.contains(&format!("{mode:04o}")),
+                "{e}"
+            );
+            assert!(!e.contains("0123456789abcdef"), "{e}");
+        }
+        for mode in [0o600, 0o640, 0o644, 0o400] {
+            assert!(Auth::from_file(&token_file(&dir, mode)).is_ok(), "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn refuses_links_fifos_devices_and_huge_files() {
+        // See: issue #20 items 2 and 3.
+        let dir = tempfile::tempdir().unwrap();
+        let real = token_file(&dir, 0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(refused(&link).contains("is a symbolic link"));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(refused(&fifo).contains("not a regular file (it is a FIFO)"));
+        assert!(refused(Path::new("/dev/zero")).contains("character device"));
+        let huge = dir.path().join("huge");
+        std::fs::write(&huge, "a".repeat(1 << 20)).unwrap();
+        assert!(refused(&huge).contains("longer than 4096"));
+    }
+
+    #[test]
+    fn owners_other_than_this_user_and_root_are_refused() {
+        // Creating a file owned by another user needs root; the rule itself does not.
+        let dir = tempfile::tempdir().unwrap();
+        let path = token_file(&dir, 0o600);
+        let me = nix::unistd::geteuid();
+        if me.is_root() {
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(4321)), None).unwrap();
+            let e = refused(&path);
+            assert!(e.contains("is owned by uid 4321"), "{e}");
+        } else {
+            // Root may own it: root can do anything on this machine anyway.
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.uid(), me.as_raw());
+            assert!(Auth::from_file(&path).is_ok());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_refuses_a_rewritten_unsafe_file_and_never_blocks_on_a_fifo() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = token_file(&dir, 0o600);
+        let (auth, _) = Auth::from_file(&path).unwrap();
+        assert!(auth.check(b"0123456789abcdefXYZ").await);
+        // Another user rewrites a world-writable file with their own token.
+        std::fs::write(&path, "attacker-token-0123456789").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!auth.check(b"attacker-token-0123456789").await);
+        assert!(
+            auth.check(b"0123456789abcdefXYZ").await,
+            "the old token stays"
+        );
+        // Swapped for a FIFO nobody writes to: the check answers at once.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        let started = tokio::time::Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(5), auth.check(b"other")).await;
+        assert_eq!(answered, Ok(false));
+        assert!(started.elapsed() < READ_WITHIN, "{:?}", started.elapsed());
+        assert!(auth.check(b"0123456789abcdefXYZ").await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_reported_in_one_warning_a_minute() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let refusals = Refusals::default();
+        for _ in 0..1000 {
+            refusals.note();
+        }
+        tokio::time::sleep(WARN_EVERY).await;
+        for _ in 0..7 {
+            refusals.note();
+        }
+        let text = String::from_utf8(lines.0.lock().clone()).unwrap();
+        let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 2, "{text}");
+        assert!(warnings[0].contains("refused=1"), "{text}");
+        // The second counts everything since the first; the six after it wait for the next.
+        assert!(warnings[1].contains("refused=1000"), "{text}");
+    }
+
+    #[test]
+    fn lengths_do_not_change_what_is_compared() {
+        // See: issue #20 item 6: fixed-length digests, whatever was presented.
+        assert_eq!(digest(b"").len(), 32);
+        assert_eq!(digest(&[b'a'; 10_000]).len(), 32);
+        assert_ne!(digest(b"abc"), digest(b"abd"));
+    }
+
+    #[tokio::test]
+    async fn compares_exactly() {
         let auth = Auth::fixed(AuthToken::new("0123456789abcdef"), "env").unwrap();
-        assert!(auth.check(b"0123456789abcdef"));
-        assert!(!auth.check(b"0123456789abcde"));
-        assert!(!auth.check(b"0123456789abcdeF"));
-        assert!(!auth.check(b"Bearer 0123456789abcdef"));
-        assert!(!auth.check(b""));
+        assert!(auth.check(b"0123456789abcdef").await);
+        assert!(!auth.check(b"0123456789abcde").await);
+        assert!(!auth.check(b"0123456789abcdeF").await);
+        assert!(!auth.check(b"Bearer 0123456789abcdef").await);
+        assert!(!auth.check(b"").await);
     }
 }

@@ -2,8 +2,8 @@
 //! `GET /v1/credentials/<alias>` (named roles), exactly as every AWS SDK expects
 //! (docs/sdk-clients.md).
 //!
-//! Checks run in this order, cheapest and least revealing first: method, `Host` (DNS rebinding),
-//! `X-Forwarded-For`, authorization, path. A request never calls an upstream; during a cold start
+//! Checks run in this order, cheapest and least revealing first: method, the target's form and
+//! `Host` (DNS rebinding), proxies' headers, authorization, path. A request never calls an upstream; during a cold start
 //! it waits briefly for the first credentials, then gets 503 with `Retry-After`.
 
 use std::collections::HashMap;
@@ -14,7 +14,8 @@ use std::time::Duration;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{Auth, Body, error_response, host_allowed, json_response};
+use super::auth::Refusals;
+use super::{Auth, Body, Refusal, error_response, json_response, screen, text_response};
 use crate::cache::RoleHandle;
 use crate::metrics::Metrics;
 
@@ -77,6 +78,7 @@ pub struct CredentialsApp {
     cold_start_wait: Duration,
     extra_hosts: Vec<IpAddr>,
     imds: Option<super::imds::Imds>,
+    refusals: Refusals,
 }
 
 impl CredentialsApp {
@@ -96,6 +98,7 @@ impl CredentialsApp {
             cold_start_wait,
             extra_hosts,
             imds: None,
+            refusals: Refusals::default(),
         }
     }
 
@@ -117,14 +120,12 @@ impl CredentialsApp {
         if let Some(imds) = &self.imds
             && req.uri().path().starts_with(super::imds::IMDS_PREFIX)
         {
-            if !host_allowed(req.headers().get(header::HOST), &self.extra_hosts) {
-                return error_response(
-                    StatusCode::FORBIDDEN,
-                    "InvalidHost",
-                    "the Host header must name a loopback address",
-                );
-            }
-            return imds.handle(req, &self.roles);
+            return match screen(req, &self.extra_hosts) {
+                Ok(()) => imds.handle(req, &self.roles),
+                // As EC2's IMDS answers a proxied request.
+                Err(Refusal::Forwarded(_)) => text_response(StatusCode::BAD_REQUEST, ""),
+                Err(refusal) => refusal.response(),
+            };
         }
         if req.method() != Method::GET {
             let mut r = error_response(
@@ -136,37 +137,31 @@ impl CredentialsApp {
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             return r;
         }
-        if !host_allowed(req.headers().get(header::HOST), &self.extra_hosts) {
-            return error_response(
-                StatusCode::FORBIDDEN,
-                "InvalidHost",
-                "the Host header must name a loopback address",
-            );
-        }
-        if req.headers().contains_key("x-forwarded-for") {
-            return error_response(
-                StatusCode::FORBIDDEN,
-                "Forwarded",
-                "requests carrying X-Forwarded-For are refused",
-            );
+        if let Err(refusal) = screen(req, &self.extra_hosts) {
+            return refusal.response();
         }
         let mut presented = req.headers().get_all(header::AUTHORIZATION).iter();
-        match (presented.next(), presented.next()) {
-            (None, _) => {
-                return error_response(
-                    StatusCode::UNAUTHORIZED,
+        let refused = match (presented.next(), presented.next()) {
+            (None, _) => Some(("missing", StatusCode::UNAUTHORIZED)),
+            (Some(token), None) if self.auth.check(token.as_bytes()).await => None,
+            _ => Some(("wrong", StatusCode::FORBIDDEN)),
+        };
+        if let Some((reason, status)) = refused {
+            self.metrics.count_auth_failure(reason);
+            self.refusals.note();
+            return if status == StatusCode::UNAUTHORIZED {
+                error_response(
+                    status,
                     "MissingAuthorization",
                     "the Authorization header is missing",
-                );
-            }
-            (Some(token), None) if self.auth.check(token.as_bytes()) => {}
-            _ => {
-                return error_response(
-                    StatusCode::FORBIDDEN,
+                )
+            } else {
+                error_response(
+                    status,
                     "InvalidAuthorization",
                     "the Authorization header does not match the authorization token",
-                );
-            }
+                )
+            };
         }
         let path = req.uri().path();
         let role = if path == CREDENTIALS_PATH {

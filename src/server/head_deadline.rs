@@ -15,11 +15,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::rt::{Sleep, Timer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The encoded "no head is being read".
 const NONE: u64 = 0;
@@ -29,6 +30,10 @@ struct Shared {
     /// The deadline of the head being read: nanoseconds after `epoch`, plus one (0 is [`NONE`]).
     deadline: AtomicU64,
     epoch: Instant,
+    /// Whether the client has sent a byte yet.
+    spoke: AtomicBool,
+    /// Until when a client that has sent nothing keeps its connection.
+    first_byte_by: Instant,
 }
 
 impl Shared {
@@ -52,13 +57,105 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// A timer for one connection and the watchdog that enforces its deadlines.
-pub(crate) fn pair() -> (HeadTimer, Watchdog) {
+/// A timer for one connection, the watchdog that enforces its deadlines, and what the slots of
+/// the listener see of it. A connection that has sent nothing `first_byte_within` after it was
+/// accepted is ended as late.
+pub(crate) fn pair(first_byte_within: Duration) -> (HeadTimer, Watchdog, Activity) {
+    let epoch = now();
     let shared = Arc::new(Shared {
         deadline: AtomicU64::new(NONE),
-        epoch: now(),
+        epoch,
+        spoke: AtomicBool::new(false),
+        first_byte_by: epoch + first_byte_within,
     });
-    (HeadTimer(shared.clone()), Watchdog(shared))
+    (
+        HeadTimer(shared.clone()),
+        Watchdog(shared.clone()),
+        Activity(shared),
+    )
+}
+
+/// Whether a connection is busy with a request or only waiting for one.
+#[derive(Debug, Clone)]
+pub(crate) struct Activity(Arc<Shared>);
+
+impl Activity {
+    /// Waiting: it has sent nothing yet, or a request head is being read (an idle keep-alive
+    /// connection, a client trickling its headers). Such a connection may give way to a new
+    /// one at the cap; one whose request is being answered may not.
+    pub(crate) fn waiting(&self) -> bool {
+        !self.spoke() || self.0.deadline().is_some()
+    }
+
+    /// Whether the client has sent a byte yet.
+    pub(crate) fn spoke(&self) -> bool {
+        self.0.spoke.load(Ordering::Acquire)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn note_spoke(&self) {
+        self.0.spoke.store(true, Ordering::Release);
+    }
+}
+
+/// Wraps a connection's stream to note its first byte.
+pub(crate) struct Noting<IO> {
+    io: IO,
+    shared: Arc<Shared>,
+}
+
+impl<IO> Noting<IO> {
+    pub(crate) fn new(io: IO, activity: &Activity) -> Self {
+        Self {
+            io,
+            shared: activity.0.clone(),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Noting<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.shared.spoke.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Noting<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// hyper's timer for one connection (give it to that connection's builder only).
@@ -136,11 +233,19 @@ impl Watchdog {
         let sleep = tokio::time::sleep(period);
         tokio::pin!(sleep);
         loop {
-            let next = match self.0.deadline() {
-                Some(deadline) if deadline <= now() => return,
+            let now = now();
+            let silent = !self.0.spoke.load(Ordering::Acquire);
+            if silent && self.0.first_byte_by <= now {
+                return;
+            }
+            let mut next = match self.0.deadline() {
+                Some(deadline) if deadline <= now => return,
                 Some(deadline) => deadline,
-                None => now() + period,
+                None => now + period,
             };
+            if silent {
+                next = next.min(self.0.first_byte_by);
+            }
             sleep.as_mut().reset(next.into());
             sleep.as_mut().await;
         }
@@ -153,7 +258,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_head_read_past_its_deadline_expires_the_watchdog() {
-        let (timer, watchdog) = pair();
+        let (timer, watchdog, _) = pair(Duration::from_secs(3600));
         let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
         let head = timer.sleep(Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(4_999)).await;
@@ -166,7 +271,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn finished_heads_keep_the_connection_open() {
-        let (timer, watchdog) = pair();
+        let (timer, watchdog, _) = pair(Duration::from_secs(3600));
         let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
         // Forty requests, each head taking a second and its answer a second: 80 s, never late.
         for _ in 0..40 {
@@ -184,8 +289,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_that_says_nothing_is_late_at_the_first_byte_deadline() {
+        let (_timer, watchdog, activity) = pair(Duration::from_secs(1));
+        let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
+        assert!(activity.waiting());
+        tokio::time::sleep(Duration::from_millis(999)).await;
+        assert!(!watch.is_finished());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::task::yield_now().await;
+        assert!(watch.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reset_moves_the_deadline() {
-        let (timer, _watchdog) = pair();
+        let (timer, _watchdog, _) = pair(Duration::from_secs(3600));
         let mut head = timer.sleep(Duration::from_secs(1));
         timer.reset(&mut head, now() + Duration::from_secs(10));
         let deadline = timer.0.deadline().expect("a head read is recorded");
@@ -196,7 +313,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dropping_a_replaced_sleep_keeps_the_newer_deadline() {
-        let (timer, _watchdog) = pair();
+        let (timer, _watchdog, _) = pair(Duration::from_secs(3600));
         let old = timer.sleep(Duration::from_secs(1));
         let new = timer.sleep(Duration::from_secs(2));
         drop(old);

@@ -12,14 +12,18 @@
 //! - Every GET needs a valid, unexpired `X-aws-ec2-metadata-token` (401 otherwise), unless the
 //!   config turns on IMDSv1, which reopens the SSRF path and is warned about at startup.
 //!
-//! Session tokens are kept in a bounded store (the soonest-expiring is evicted when it is full).
+//! Session tokens are not stored: a token carries its own expiry, signed with a key made at
+//! start (HMAC-SHA256 over the expiry and a random nonce). Nothing is kept per token, so no
+//! number of tokens requested by another process can push out a client's token (a bounded
+//! store could be flooded until it evicted the victim's), and memory does not grow with them.
+//! A restart invalidates every token, as a reboot does on EC2; SDKs then fetch a new one.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{Body, Roles, error_response, text_response};
@@ -31,23 +35,25 @@ const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const MAX_TTL_SECS: u64 = 21_600;
-/// Live session tokens at most.
-pub const MAX_TOKENS: usize = 1024;
+/// A session token's bytes: expiry (milliseconds after `epoch`, big-endian), nonce, tag.
+const EXPIRY_LEN: usize = 8;
+const NONCE_LEN: usize = 16;
+const TAG_LEN: usize = 32;
+const TOKEN_LEN: usize = EXPIRY_LEN + NONCE_LEN + TAG_LEN;
 
-/// IMDS state: the session tokens handed out.
+/// IMDS state: the key that signs session tokens.
 pub struct Imds {
-    tokens: Mutex<HashMap<String, Instant>>,
+    key: hmac::Key,
+    /// Expiries count from here (tokio's clock, so that tests can move it).
+    epoch: Instant,
     allow_v1: bool,
 }
 
 impl std::fmt::Debug for Imds {
-    // The session tokens are bearer secrets for the credentials: count them, never print them.
+    // The key makes session tokens, which are bearer secrets for the credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imds")
-            .field(
-                "tokens",
-                &format_args!("<{} redacted>", self.tokens.lock().len()),
-            )
+            .field("key", &"<redacted>")
             .field("allow_v1", &self.allow_v1)
             .finish()
     }
@@ -56,10 +62,48 @@ impl std::fmt::Debug for Imds {
 impl Imds {
     /// `allow_v1` lets GETs through without a session token (IMDSv1).
     pub fn new(allow_v1: bool) -> Self {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            // aws-lc's RNG does not fail in practice; fall back to rand's CSPRNG.
+            hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>())
+        });
         Self {
-            tokens: Mutex::new(HashMap::new()),
+            key,
+            epoch: Instant::now(),
             allow_v1,
         }
+    }
+
+    /// A new session token valid for `ttl`.
+    fn mint(&self, ttl: Duration) -> String {
+        let expiry = (Instant::now() + ttl)
+            .duration_since(self.epoch)
+            .as_millis();
+        let expiry = u64::try_from(expiry).unwrap_or(u64::MAX);
+        let mut bytes = Vec::with_capacity(TOKEN_LEN);
+        bytes.extend_from_slice(&expiry.to_be_bytes());
+        bytes.extend_from_slice(&rand::random::<[u8; NONCE_LEN]>());
+        let tag = hmac::sign(&self.key, &bytes);
+        bytes.extend_from_slice(tag.as_ref());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Whether `token` was made here and has not expired.
+    fn accepts(&self, token: &str) -> bool {
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        if bytes.len() != TOKEN_LEN {
+            return false;
+        }
+        let (signed, tag) = bytes.split_at(EXPIRY_LEN + NONCE_LEN);
+        if hmac::verify(&self.key, signed, tag).is_err() {
+            return false;
+        }
+        let mut expiry = [0u8; EXPIRY_LEN];
+        expiry.copy_from_slice(&signed[..EXPIRY_LEN]);
+        let expiry = self.epoch + Duration::from_millis(u64::from_be_bytes(expiry));
+        Instant::now() < expiry
     }
 
     /// Answers a request whose path starts with [`IMDS_PREFIX`].
@@ -117,23 +161,7 @@ impl Imds {
         let Some(ttl) = ttl else {
             return text_response(StatusCode::BAD_REQUEST, "");
         };
-        let token = super::auth::generate().expose().to_owned();
-        let now = Instant::now();
-        {
-            let mut tokens = self.tokens.lock();
-            if tokens.len() >= MAX_TOKENS {
-                tokens.retain(|_, expiry| *expiry > now);
-            }
-            if tokens.len() >= MAX_TOKENS
-                && let Some(oldest) = tokens
-                    .iter()
-                    .min_by_key(|(_, e)| **e)
-                    .map(|(t, _)| t.clone())
-            {
-                tokens.remove(&oldest);
-            }
-            tokens.insert(token.clone(), now + Duration::from_secs(ttl));
-        }
+        let token = self.mint(Duration::from_secs(ttl));
         let mut r = text_response(StatusCode::OK, Bytes::from(token));
         r.headers_mut().insert(TTL_HEADER, HeaderValue::from(ttl));
         r
@@ -147,16 +175,7 @@ impl Imds {
         else {
             return false;
         };
-        let now = Instant::now();
-        let mut tokens = self.tokens.lock();
-        match tokens.get(token) {
-            Some(expiry) if *expiry > now => true,
-            Some(_) => {
-                tokens.remove(token);
-                false
-            }
-            None => false,
-        }
+        self.accepts(token)
     }
 }
 
@@ -195,6 +214,27 @@ mod tests {
         assert!(token.len() >= 16);
         let shown = format!("{imds:?}");
         assert!(!shown.contains(&token), "{shown}");
-        assert!(shown.contains("<1 redacted>"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_hold_their_own_expiry_and_cannot_be_forged() {
+        let imds = Imds::new(false);
+        let token = imds.mint(Duration::from_secs(60));
+        assert!(imds.accepts(&token));
+        // Another instance's key, a changed expiry, a cut token: refused.
+        assert!(!Imds::new(false).accepts(&token));
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token)
+            .unwrap();
+        bytes[0] ^= 0x01;
+        let tampered = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+        assert!(!imds.accepts(&tampered));
+        assert!(!imds.accepts(&token[..token.len() - 2]));
+        assert!(!imds.accepts("not a token"));
+        tokio::time::advance(Duration::from_millis(59_999)).await;
+        assert!(imds.accepts(&token));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!imds.accepts(&token));
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! The program runs without a shell (argv from the config), with stdin closed, and must print
 //! the token on stdout and exit 0 within the timeout; stdout is read up to 64 KiB. A non-zero
-//! exit is an identity error with the first line of stderr; a program that hangs or floods its
-//! output is killed. Only the program's name appears in messages and logs: its arguments and
-//! its output may hold secrets and are never logged.
+//! exit is an identity error with the exit status and how many bytes stderr had: not stderr's
+//! text, which would reach the unauthenticated `/status` and the logs, and a program may print
+//! a secret there (`client_secret=...` in a usage message). Its text is logged at debug level
+//! only. A program that hangs or floods its output is killed with everything it started: it
+//! runs in a process group of its own, and the whole group is ended. Only the program's name
+//! appears in messages and logs: its arguments and its output may hold secrets.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -21,8 +24,8 @@ use crate::checker::{Checker, Expected, Field, Layer, layer};
 const MAX_OUTPUT: u64 = 64 * 1024;
 /// The default time a run may take.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
-/// How much of stderr's first line is kept.
-const MAX_STDERR_LINE: usize = 200;
+/// How much of stderr is read (and logged at debug level).
+const MAX_STDERR: u64 = 4096;
 
 /// The program and its arguments: a TOML array, or (from `--token-command`) one string split
 /// on whitespace.
@@ -165,6 +168,22 @@ impl Kind for CommandSource {
     }
 }
 
+/// The process group of a run, killed when dropped unless the program exited by itself.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(pgid) = self.0.and_then(|id| i32::try_from(id).ok()) else {
+            return;
+        };
+        // The leader has not been waited for, so its id cannot have been reused.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// Runs a program for each token.
 #[derive(Debug)]
 pub struct CommandSource {
@@ -193,9 +212,12 @@ impl CommandSource {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, so that what it starts can be ended with it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("cannot be started: {}", e.kind())))?;
+        let mut group = Group(child.id());
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(fail("internal: no pipes".to_owned()));
         };
@@ -203,11 +225,11 @@ impl CommandSource {
             let mut out = Vec::new();
             let mut err = Vec::new();
             let mut stdout = stdout.take(MAX_OUTPUT + 1);
-            let mut stderr = stderr.take(4096);
+            let mut stderr = stderr.take(MAX_STDERR);
             let read_err = stderr.read_to_end(&mut err);
             tokio::pin!(read_err);
-            // Read stdout, draining stderr meanwhile; a flood ends the run at once (the child
-            // is killed when dropped) instead of waiting for a stderr that never closes.
+            // Read stdout, draining stderr meanwhile; a flood ends the run at once (the group
+            // is killed) instead of waiting for a stderr that never closes.
             let mut err_done = false;
             let read_out = stdout.read_to_end(&mut out);
             tokio::pin!(read_out);
@@ -233,9 +255,14 @@ impl CommandSource {
             Ok((status, out, err))
         };
         let result = tokio::time::timeout(self.settings.timeout, run).await;
-        // Dropping the child kills it (kill_on_drop) when it is still running.
         let (status, out, err) = match result {
-            Ok(r) => r?,
+            Ok(Ok(done)) => {
+                // It exited by itself: leave whatever it started alone.
+                group.0 = None;
+                done
+            }
+            // Dropping `group` ends the program and everything it started.
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(fail(format!(
                     "did not finish within {}s and was killed",
@@ -243,21 +270,26 @@ impl CommandSource {
                 )));
             }
         };
+        if !err.is_empty() {
+            tracing::debug!(
+                program = %self.program(),
+                stderr = %String::from_utf8_lossy(&err),
+                "the command's stderr (shown at debug level only: it may hold secrets)"
+            );
+        }
         if !status.success() {
-            let line = String::from_utf8_lossy(&err)
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.trim().chars().take(MAX_STDERR_LINE).collect::<String>())
-                .unwrap_or_default();
             let code = status.code().map_or_else(
                 || "was killed by a signal".to_owned(),
                 |c| format!("exited with code {c}"),
             );
-            return Err(fail(if line.is_empty() {
-                code
-            } else {
-                format!("{code}: {line}")
-            }));
+            let stderr = match err.len() as u64 {
+                0 => "stderr was empty".to_owned(),
+                n if n >= MAX_STDERR => format!(
+                    "stderr had {MAX_STDERR} bytes or more (run with STS_SIDECAR_LOG=debug to see them)"
+                ),
+                n => format!("stderr had {n} bytes (run with STS_SIDECAR_LOG=debug to see them)"),
+            };
+            return Err(fail(format!("{code}; {stderr}")));
         }
         let token = std::str::from_utf8(&out)
             .map_err(|_| fail("printed something that is not text".to_owned()))?

@@ -13,9 +13,12 @@ use std::path::PathBuf;
 
 use super::{Context, Error, IdentityToken, Kind, Probe, Stamp};
 use crate::checker::{Checker, Field, Layer, layer};
+use crate::files::{self, Links, ReadError};
 
 /// The largest token file read; a projected token is about 1 KiB.
 const MAX_FILE: u64 = 64 * 1024;
+/// How long reading the file may take (a local file takes microseconds).
+const READ_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `type = "file"` in the config file.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -124,29 +127,26 @@ pub struct FileId {
 impl TokenFile {
     /// What the path resolves to now (symlinks followed).
     async fn probe_file(&self) -> Result<Probe, Error> {
-        let meta = tokio::fs::metadata(&self.settings.path)
+        let meta = files::metadata_within(self.settings.path.clone(), READ_WITHIN)
             .await
-            .map_err(|e| self.io_error(&e))?;
+            .map_err(|e| self.read_error(e))?;
         Ok(Probe {
             stamp: Stamp::File(file_id(&meta)),
             identity: None,
         })
     }
 
-    /// Reads the token: the file's content with surrounding whitespace trimmed.
+    /// Reads the token: the file's content with surrounding whitespace trimmed. Only a regular
+    /// file is read (a FIFO put in its place cannot hang the refresh), within [`READ_WITHIN`].
     async fn read(&self) -> Result<IdentityToken, Error> {
-        use tokio::io::AsyncReadExt as _;
-        let file = tokio::fs::File::open(&self.settings.path)
-            .await
-            .map_err(|e| self.io_error(&e))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| self.io_error(&e))?;
-        if bytes.len() as u64 > MAX_FILE {
-            return Err(self.unavailable(format!("is larger than {MAX_FILE} bytes")));
-        }
+        let (bytes, _) = files::read_within(
+            self.settings.path.clone(),
+            MAX_FILE,
+            Links::Follow,
+            READ_WITHIN,
+        )
+        .await
+        .map_err(|e| self.read_error(e))?;
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return Err(self.unavailable("is not text".to_owned()));
         };
@@ -157,13 +157,16 @@ impl TokenFile {
         Ok(IdentityToken::new(token))
     }
 
-    fn io_error(&self, e: &std::io::Error) -> Error {
-        let detail = match e.kind() {
-            std::io::ErrorKind::NotFound => "does not exist (yet)".to_owned(),
-            std::io::ErrorKind::PermissionDenied => {
-                "is not readable (permission denied)".to_owned()
-            }
-            _ => format!("cannot be read: {e}"),
+    fn read_error(&self, e: ReadError) -> Error {
+        let detail = match e {
+            ReadError::Io(e) => match e.kind() {
+                std::io::ErrorKind::NotFound => "does not exist (yet)".to_owned(),
+                std::io::ErrorKind::PermissionDenied => {
+                    "is not readable (permission denied)".to_owned()
+                }
+                _ => format!("cannot be read: {e}"),
+            },
+            other => other.to_string(),
         };
         self.unavailable(detail)
     }
