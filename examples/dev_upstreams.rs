@@ -36,6 +36,8 @@ const USAGE: &str = "usage: dev_upstreams [options]
                                GitHub) and write IDP_* settings and a token file it signed
   --roles-anywhere REGION      also start a fake IAM Roles Anywhere for REGION (plain HTTP and
                                TLS), trusting the Diego root; writes RA_* settings
+  --wait-for FILE              exit 0 if FILE exists, 1 otherwise (a health check for images
+                               without a shell)
   --pki-only                   write the Diego-shaped test PKI to --out-dir and exit:
                                diego-root-ca.pem, diego-intermediate-ca.pem, instance.crt
                                (leaf + intermediate), instance.key (PKCS#1), upstreams-ca.pem";
@@ -65,6 +67,10 @@ async fn main() -> Result<(), BoxError> {
             "--idp" => with_idp = true,
             "--roles-anywhere" => ra_region = Some(value()?),
             "--pki-only" => pki_only = true,
+            "--wait-for" => {
+                let ready = std::path::Path::new(&value()?).exists();
+                std::process::exit(if ready { 0 } else { 1 });
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

@@ -51,9 +51,23 @@ def main():
     if "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in client_env:
         problems.append("demo-client: no AWS_CONTAINER_CREDENTIALS_FULL_URI")
     dockerfile = open(os.path.join(ROOT, "Dockerfile")).read()
-    for needle in ["AS build", "--bin sts-sidecar", "--example dev_upstreams", "dev-token-service"]:
+    for needle in ["AS build", "--bin sts-sidecar", "--example dev_upstreams", "dev-token-service",
+                   "AS dev-upstreams", "USER 65532:65532"]:
         if needle not in dockerfile:
             problems.append(f"Dockerfile lacks {needle!r}")
+    stages = [line.split()[-1] for line in dockerfile.splitlines() if line.startswith("FROM ") and " AS " in line]
+    for name, svc in services.items():
+        build = svc.get("build")
+        target = build.get("target") if isinstance(build, dict) else None
+        if target and target not in stages:
+            problems.append(f"{name}: builds target {target}, which the Dockerfile does not have")
+        test = (svc.get("healthcheck") or {}).get("test") or []
+        if test[:1] == ["CMD"] and target is None and build is not None and test[1] != "/usr/local/bin/sts-sidecar":
+            problems.append(f"{name}: health check runs {test[1]}, which the product image does not have")
+    # The product image is the last stage: only the sidecar, no dev token service.
+    last = dockerfile[dockerfile.rindex("\nFROM "):]
+    if "dev_upstreams" in last or "dev-token-service" in last:
+        problems.append("Dockerfile: the product stage ships the dev token service")
     if problems:
         print("docker-compose.yml: " + "\n  ".join(["problems:"] + problems), file=sys.stderr)
         sys.exit(1)

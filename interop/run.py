@@ -128,6 +128,7 @@ class Processes:
     def start(self, name, cmd, env=None, log_path=None):
         out = open(log_path, "wb") if log_path else subprocess.DEVNULL
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc.name, proc.log_path = name, log_path
         self.procs.append((name, proc))
         return proc
 
@@ -145,16 +146,34 @@ class Processes:
             self.stop(proc)
 
 
-def wait_until(what, check, timeout=30):
+def log_tail(proc, lines=15):
+    try:
+        with open(proc.log_path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except (OSError, TypeError):
+        return ""
+
+
+def wait_until(what, check, timeout=30, proc=None, marker=None):
+    """Waits for `check()`. With `proc`: fails at once, with the end of its log, if it exits,
+    and trusts `check` only once `marker` is in its log (a line it writes after binding its
+    ports), so that another process already on the port is never taken for ours."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"interop: {what} exited with status {proc.returncode}:\n{log_tail(proc)}")
         try:
-            if check():
+            if (marker is None or marker in log_tail(proc, 1000)) and check():
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise SystemExit(f"interop: {what} did not come up within {timeout}s")
+    tail = f":\n{log_tail(proc)}" if proc is not None else ""
+    raise SystemExit(f"interop: {what} did not come up within {timeout}s{tail}")
+
+
+SERVING = "sts-sidecar serving"
+ISSUER_SERVING = "sts-sidecar issuer serving"
 
 
 def http_ok(url):
@@ -182,26 +201,32 @@ class Stack:
         self.token_file = os.path.join(work, "sts-sidecar-token")
 
     def start(self):
+        self.start_upstreams()
+        self.sidecar = self.start_sidecar(self.listen, self.admin, self.upstreams["TOKEN_SERVICE_URL"], "sidecar.log")
+        wait_until("sts-sidecar", lambda: http_ok(f"http://{self.admin}/ready"), proc=self.sidecar,
+                   marker=SERVING)
+        with open(self.token_file) as f:
+            self.token = f.read()
+        return self
+
+    def start_upstreams(self):
+        """moto, the PKI and the fake of the existing token service, and the issuer."""
         log(f"starting moto (STS and DynamoDB emulator) on 127.0.0.1:{self.moto_port}")
-        self.procs.start("moto", [os.path.join(VENV, "bin", "moto_server"), "-H", "127.0.0.1",
-                                  "-p", str(self.moto_port)], log_path=os.path.join(self.work, "moto.log"))
+        moto = self.procs.start("moto", [os.path.join(VENV, "bin", "moto_server"), "-H", "127.0.0.1",
+                                         "-p", str(self.moto_port)], log_path=os.path.join(self.work, "moto.log"))
         env_file = os.path.join(self.work, "upstreams.env")
         log("starting the dev token service (mTLS, Diego-shaped PKI)")
-        self.procs.start("dev_upstreams", [os.path.join(BIN, "examples", "dev_upstreams"), "--no-sts",
-                                           "--idp", "--roles-anywhere", "us-east-1",
-                                           "--env-file", env_file],
-                         log_path=os.path.join(self.work, "dev_upstreams.log"))
-        wait_until("moto", lambda: tcp_open(self.moto_port))
-        wait_until("the dev token service", lambda: os.path.exists(env_file))
+        upstreams = self.procs.start("dev_upstreams", [os.path.join(BIN, "examples", "dev_upstreams"), "--no-sts",
+                                                       "--idp", "--roles-anywhere", "us-east-1",
+                                                       "--env-file", env_file],
+                                     log_path=os.path.join(self.work, "dev_upstreams.log"))
+        wait_until("moto", lambda: tcp_open(self.moto_port), proc=moto, marker="Running on")
+        wait_until("the dev token service", lambda: os.path.exists(env_file), proc=upstreams)
         self.upstreams = dict(line.split("=", 1) for line in open(env_file).read().splitlines() if "=" in line)
         # The fake of the existing service stays reachable for the legacy scenario; the issuer
         # is the token service of everything else.
         self.upstreams["LEGACY_TOKEN_SERVICE_URL"] = self.upstreams["TOKEN_SERVICE_URL"]
         self.upstreams["TOKEN_SERVICE_URL"] = self.start_issuer()
-        self.sidecar = self.start_sidecar(self.listen, self.admin, self.upstreams["TOKEN_SERVICE_URL"], "sidecar.log")
-        wait_until("sts-sidecar /ready", lambda: http_ok(f"http://{self.admin}/ready"))
-        with open(self.token_file) as f:
-            self.token = f.read()
         return self
 
     def start_issuer(self):
@@ -215,7 +240,8 @@ class Stack:
         self.issuer = self.procs.start("issuer", cmd, env={"PATH": os.environ.get("PATH", ""),
                                                            "STS_SIDECAR_LOG": "info"},
                                        log_path=os.path.join(self.work, "issuer.log"))
-        wait_until("sts-sidecar issuer /ready", lambda: http_ok(f"http://{self.issuer_admin}/ready"))
+        wait_until("sts-sidecar issuer", lambda: http_ok(f"http://{self.issuer_admin}/ready"),
+                   proc=self.issuer, marker=ISSUER_SERVING)
         return url
 
     def sidecar_env(self):
@@ -491,7 +517,8 @@ def run_roles_anywhere(stack, procs, clients, scenarios, results):
             cmd += ["--config", config]
         proc = procs.start(scenario, cmd, env=stack.sidecar_env(), log_path=os.path.join(stack.work, f"{scenario}.log"))
         try:
-            wait_until(f"sts-sidecar ({scenario}) /ready", lambda: http_ok(f"http://{admin}/ready"))
+            wait_until(f"sts-sidecar ({scenario})", lambda: http_ok(f"http://{admin}/ready"), proc=proc,
+                       marker=SERVING)
         except SystemExit as e:
             results.append(("-", "-", scenario, False, 0.0, f"{e}; see {scenario}.log"))
             procs.stop(proc)
@@ -527,7 +554,8 @@ def run_issuer(stack, procs, clients, scenarios, results):
         listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         proc = stack.start_sidecar(listen, admin, u["LEGACY_TOKEN_SERVICE_URL"], "legacy.log")
         try:
-            wait_until("sts-sidecar (legacy token service) /ready", lambda: http_ok(f"http://{admin}/ready"))
+            wait_until("sts-sidecar (legacy token service)", lambda: http_ok(f"http://{admin}/ready"),
+                       proc=proc, marker=SERVING)
             got, err, elapsed = CLIENTS["boto3"]("identity", stack.client_env("file", listen=listen))
             ok = got == {"arn": EXPECTED_ARN}
             results.append(("boto3", "file", "legacy-token-service", ok, elapsed,
@@ -586,7 +614,8 @@ def run_sources(stack, procs, clients, scenarios, results):
         log_name = f"{scenario}.log"
         proc = procs.start(scenario, cmd, env=env, log_path=os.path.join(stack.work, log_name))
         try:
-            wait_until(f"sts-sidecar ({scenario}) /ready", lambda: http_ok(f"http://{admin}/ready"))
+            wait_until(f"sts-sidecar ({scenario})", lambda: http_ok(f"http://{admin}/ready"), proc=proc,
+                       marker=SERVING)
         except SystemExit as e:
             results.append(("-", "-", scenario, False, 0.0, f"{e}; see {log_name}"))
             procs.stop(proc)
@@ -710,7 +739,8 @@ def suite(args):
             not_ready_listen, not_ready_admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
             # A sidecar whose token service never answers: it never becomes ready.
             dead = stack.start_sidecar(not_ready_listen, not_ready_admin, f"https://127.0.0.1:{free_port()}", "not-ready.log")
-            wait_until("the not-ready sidecar", lambda: tcp_open(int(not_ready_listen.rsplit(":", 1)[1])))
+            wait_until("the not-ready sidecar", lambda: tcp_open(int(not_ready_listen.rsplit(":", 1)[1])),
+                       proc=dead, marker=SERVING)
             stopped_listen = f"127.0.0.1:{free_port()}"
             envs = {
                 "wrong-token": stack.client_env("env", token="wrong-" + secrets.token_urlsafe(16)),
@@ -753,8 +783,9 @@ def stack_mode(args):
     procs = Processes()
     work = tempfile.mkdtemp(prefix="sts-sidecar-stack-")
     try:
-        stack = Stack(procs, work, listen=os.environ.get("LISTEN", "127.0.0.1:61679"),
-                      admin=os.environ.get("ADMIN_LISTEN", "127.0.0.1:61680")).start()
+        # Free ports unless given: the well-known 61679/61680 may be taken on a busy machine.
+        stack = Stack(procs, work, listen=os.environ.get("LISTEN"),
+                      admin=os.environ.get("ADMIN_LISTEN")).start()
         print(f"""
 The whole chain runs locally: sts-sidecar issuer (the token service, {stack.upstreams["TOKEN_SERVICE_URL"]})
 -> sts-sidecar -> moto (STS, DynamoDB).

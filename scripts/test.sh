@@ -3,9 +3,10 @@
 # (unit, integration against the in-process fakes, the real aws-config container provider), the
 # fleet simulation (a small smoke run; bench/fleet.sh makes the real figures), the interop suite
 # (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the real binary),
-# the docker-compose file check, the release build against a glibc 2.17 floor with its GLIBC_
-# symbol check, the local stack end to end, and every fuzz target for a bounded time (FUZZ_SECS,
-# default 30 s each).
+# the Dockerfile lint and docker-compose file check, the README's YAML checked against the
+# binary, the release build against a glibc 2.17 floor with its GLIBC_ symbol check, the CF
+# buildpack staged and launched as Cloud Foundry does, the local stack end to end (and on a
+# busy port), and every fuzz target for a bounded time (FUZZ_SECS, default 30 s each).
 # Needs Rust (cargo), python3, node/npm, a JDK and Debian's apt-get; installs crates, a .venv,
 # interop/js/node_modules, and the Go toolchains, Ruby and the Go, Ruby and Java SDKs into
 # ~/.cache/sts-sidecar/interop.
@@ -37,11 +38,18 @@ test -s "$fleet_out/fleet.md" && test -s "$fleet_out/fleet.svg"
 rm -rf "$fleet_out"
 echo "==> interop suite (python3 interop/run.py test)"
 python3 interop/run.py test
-echo "==> docker-compose.yml check"
+echo "==> Dockerfile lint (hadolint) and docker-compose.yml check"
+.venv/bin/hadolint Dockerfile
 .venv/bin/python interop/check_compose.py
-echo "==> release build for CF stacks, glibc floor check (scripts/release.sh)"
-scripts/release.sh
-echo "==> local stack (scripts/dev-stack.sh --check)"
+echo "==> README and docs: every YAML block parsed, its command lines checked against the binary"
+.venv/bin/python interop/check_readme.py
+echo "==> release build for CF stacks, glibc floor check (scripts/release.sh --x86_64)"
+scripts/release.sh --x86_64
+echo "==> the CF buildpack, staged and launched as Cloud Foundry does (interop/staging.py)"
+buildpack_zip=$(scripts/buildpack.sh)
+.venv/bin/python interop/staging.py --buildpack "$buildpack_zip"
+echo "==> local stack (scripts/dev-stack.sh --check), and on a busy port"
 LISTEN=127.0.0.1:61779 ADMIN_LISTEN=127.0.0.1:61780 scripts/dev-stack.sh --check
+python3 interop/check_busy_stack.py
 echo "==> fuzzing (scripts/fuzz.sh ${FUZZ_SECS:-30})"
 scripts/fuzz.sh "${FUZZ_SECS:-30}"

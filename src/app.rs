@@ -186,9 +186,13 @@ pub fn auth(config: &Config) -> Result<Auth, Error> {
         AuthSource::Fixed(token) => Auth::fixed(token.clone(), ENV_AUTH_TOKEN)?,
         AuthSource::Generated(token) => Auth::fixed(token.clone(), "the generated token")?,
         AuthSource::File(path) => {
-            let (auth, created) = Auth::from_file(path)?;
+            let (auth, created) = Auth::from_file(path, config.auth_token_file_mode)?;
             if created {
-                tracing::info!(path = %path.display(), "wrote a new random authorization token (mode 0600)");
+                tracing::info!(
+                    path = %path.display(),
+                    "wrote a new random authorization token (mode {:04o})",
+                    config.auth_token_file_mode
+                );
             }
             auth
         }

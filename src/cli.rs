@@ -164,6 +164,12 @@ pub struct CheckArgs {
     /// Poll a running sidecar's /ready (at --admin-listen) for up to SECS seconds instead
     #[arg(long, value_name = "SECS")]
     pub wait: Option<u64>,
+    /// Check the configuration only (flags, STS_SIDECAR_* variables, the config file, role
+    /// templates) and exit: no file is read but the config file, nothing is called. For staging,
+    /// where CF_INSTANCE_CERT and CF_INSTANCE_KEY are not set yet: the paths Diego gives them at
+    /// run time stand in
+    #[arg(long, conflicts_with_all = ["wait", "trust_policy"])]
+    pub config_only: bool,
     /// The role's trust policy (JSON, as `aws iam get-role --query
     /// Role.AssumeRolePolicyDocument` prints it): say which statement and condition the token
     /// fails

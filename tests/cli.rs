@@ -598,3 +598,83 @@ fn another_process_of_the_same_user_cannot_read_the_sidecars_memory_or_environme
         }
     }
 }
+
+#[test]
+fn a_token_file_for_a_shared_group_is_read_by_the_app_as_another_user_and_by_nobody_else() {
+    // See: issue #19. On Kubernetes the sidecar (UID 65532) and the app (another UID) share an
+    // emptyDir volume; the pod's fsGroup is a supplementary group of both, and the kubelet gives
+    // the volume that group with the set-group-ID bit. `--auth-token-file-mode 0640` lets the
+    // group read the token. Switching users needs root (setpriv), as in CI.
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs three users with setpriv: run it as root (CI does)"
+    );
+    let top = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let volume = top.path().join("volume");
+    std::fs::create_dir(&volume).expect("mkdir");
+    nix::unistd::chown(&volume, None, Some(nix::unistd::Gid::from_raw(2000))).expect("chgrp");
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o2770)).expect("chmod");
+    let token = volume.join("token");
+    let as_user = |uid: u32, groups: &str| {
+        let mut cmd = program("setpriv");
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"));
+        if groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            cmd.arg(format!("--groups={groups}"));
+        }
+        cmd.arg("--");
+        cmd
+    };
+    let mut serve = as_user(65532, "2000");
+    serve
+        .arg(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--auth-token-file", &token.display().to_string()])
+        .args(["--auth-token-file-mode", "0640"])
+        .args(["--token-command", "/bin/false"])
+        .args(["--role-arn", "arn:aws:iam::123456789012:role/x"])
+        .args(["--sts-endpoint", "http://127.0.0.1:9", "--drain-secs", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = serve.spawn().expect("spawn");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    while !log.contains("sts-sidecar serving") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("log");
+        assert!(n > 0, "exited early: {log}");
+        log.push_str(&line);
+    }
+    let meta = std::fs::metadata(&token).expect("token file");
+    let app = as_user(1000, "2000")
+        .args(["cat", &token.display().to_string()])
+        .output()
+        .expect("cat");
+    let stranger = as_user(1001, "")
+        .args(["cat", &token.display().to_string()])
+        .output()
+        .expect("cat");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert_eq!(meta.mode() & 0o7777, 0o640, "{log}");
+    assert_eq!((meta.uid(), meta.gid()), (65532, 2000));
+    assert!(
+        app.status.success(),
+        "{}",
+        String::from_utf8_lossy(&app.stderr)
+    );
+    assert_eq!(app.stdout.len(), 43);
+    assert!(!stranger.status.success(), "another user read the token");
+    assert!(stranger.stdout.is_empty());
+    assert!(log.contains("mode 0640"), "{log}");
+}

@@ -620,3 +620,62 @@ async fn credential_process_never_sends_the_token_in_clear_to_another_host() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     drop(listener);
 }
+
+#[test]
+fn check_config_only_judges_the_configuration_as_at_staging() {
+    // See: issue #19. At staging there is no instance certificate yet and nothing to call: the
+    // buildpack runs `check --config-only` so that a bad setting fails the push, not every start.
+    let base = |cmd: &mut Command| {
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "VCAP_APPLICATION",
+                r#"{"application_name":"movie-app","organization_name":"org","space_name":"dev"}"#,
+            )
+            .env(
+                "STS_SIDECAR_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/cf-{org}-{space}",
+            )
+            .args([
+                "check",
+                "--config-only",
+                "--auth-token-file",
+                "/home/vcap/tmp/token",
+            ]);
+    };
+    let mut ok = Command::new(BIN);
+    base(&mut ok);
+    let out = ok
+        .env(
+            "STS_SIDECAR_TOKEN_SERVICE_URL",
+            "https://issuer.example.com",
+        )
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("arn:aws:iam::123456789012:role/cf-org-dev")
+            && text.contains("/etc/cf-instance-credentials/instance.crt")
+            && text.contains("configuration ok"),
+        "{text}"
+    );
+    let mut bad = Command::new(BIN);
+    base(&mut bad);
+    let out = bad
+        .env("STS_SIDECAR_TOKEN_SERVICE_UR", "https://issuer.example.com")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("did you mean STS_SIDECAR_TOKEN_SERVICE_URL?")
+            && err.contains("token_service.url: not set"),
+        "{err}"
+    );
+}

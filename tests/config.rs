@@ -120,6 +120,7 @@ fn field(config: &Config, name: &str) -> String {
         },
         "max_connections" => config.limits.max_connections.to_string(),
         "drain" => config.drain.as_secs().to_string(),
+        "auth_token_file_mode" => format!("{:04o}", config.auth_token_file_mode),
         "auth" => match &config.auth {
             AuthSource::Fixed(_) => "fixed".to_owned(),
             AuthSource::File(p) => format!("file:{}", p.display()),

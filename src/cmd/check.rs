@@ -27,6 +27,9 @@ use crate::trust::{self, Trust};
 
 /// Runs the checks; returns the exit code (0 all passed, 1 something failed).
 pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
+    if args.config_only {
+        return config_only(matches, env);
+    }
     let flags = Overrides::new(matches, env);
     if let Some(secs) = args.wait {
         return wait(&flags, env, Duration::from_secs(secs)).await;
@@ -168,6 +171,70 @@ impl Report {
     }
 }
 
+/// Where Diego puts the instance identity files at run time (a read-only bind mount).
+const DIEGO_CERT: &str = "/etc/cf-instance-credentials/instance.crt";
+const DIEGO_KEY: &str = "/etc/cf-instance-credentials/instance.key";
+
+/// `check --config-only`: the configuration as `serve` would judge it, nothing read or called.
+fn config_only(matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
+    let env = AtRunTime { env };
+    let flags = Overrides::new(matches, &env);
+    let config = Config::load(&flags, &env)?;
+    let mut out = Report::default();
+    print_config(&mut out, &config);
+    out.line(
+        "
+configuration ok (--config-only: no identity read, nothing called)",
+    );
+    Ok(0)
+}
+
+/// What `AtRunTime` stands in for.
+const STANDING_IN: [&str; 4] = [
+    "CF_INSTANCE_CERT",
+    "CF_INSTANCE_KEY",
+    "CF_INSTANCE_INDEX",
+    "CF_INSTANCE_GUID",
+];
+
+/// The environment, with the instance variables Diego sets at run time when they are not set
+/// yet (at staging): the identity files' paths, and an instance index and GUID for templates.
+struct AtRunTime<'a> {
+    env: &'a dyn Env,
+}
+
+impl AtRunTime<'_> {
+    fn standing_in(name: &str) -> Option<&'static str> {
+        match name {
+            "CF_INSTANCE_CERT" => Some(DIEGO_CERT),
+            "CF_INSTANCE_KEY" => Some(DIEGO_KEY),
+            "CF_INSTANCE_INDEX" => Some("0"),
+            "CF_INSTANCE_GUID" => Some("00000000-0000-0000-0000-000000000000"),
+            _ => None,
+        }
+    }
+}
+
+impl Env for AtRunTime<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .var(name)
+            .or_else(|| Self::standing_in(name).map(str::to_owned))
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut vars = self.env.vars();
+        for name in STANDING_IN {
+            if !vars.iter().any(|(k, _)| k == name)
+                && let Some(value) = Self::standing_in(name)
+            {
+                vars.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        vars
+    }
+}
+
 fn print_config(out: &mut Report, config: &Config) {
     out.line("configuration");
     out.line(format!("  listen            {}", config.listen));
@@ -224,14 +291,14 @@ fn check_auth(out: &mut Report, config: &Config) -> bool {
     let result = match &config.auth {
         AuthSource::File(path) if !path.exists() => {
             out.line(format!(
-                "  ok    {} does not exist yet: serve creates it with a random token (mode 0600)",
-                path.display()
+                "  ok    {} does not exist yet: serve creates it with a random token (mode {:04o})",
+                path.display(),
+                config.auth_token_file_mode
             ));
             return false;
         }
-        AuthSource::File(path) => {
-            crate::server::Auth::from_file(path).map(|_| format!("read from {}", path.display()))
-        }
+        AuthSource::File(path) => crate::server::Auth::from_file(path, config.auth_token_file_mode)
+            .map(|_| format!("read from {}", path.display())),
         AuthSource::Fixed(token) => crate::server::Auth::fixed(token.clone(), ENV_AUTH_TOKEN)
             .map(|_| format!("from {ENV_AUTH_TOKEN}")),
         AuthSource::Generated(_) => Ok("generated".to_owned()),

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::cf;
 use super::file::{self, File, FileSource};
+use super::flags::token_file_mode;
 use super::{
     AuthSource, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ALIAS, DEFAULT_COLD_START_WAIT_MS,
     DEFAULT_DRAIN_SECS, DEFAULT_DURATION_SECS, DEFAULT_LISTEN, DEFAULT_REGION,
@@ -94,6 +95,17 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
         c.problem("server.imds_v1", "needs server.imds = true (or --imds)");
     }
     let auth = auth(c, &server.auth_token_file, flags);
+    let auth_token_file_mode =
+        match c.text("server.auth_token_file_mode", &server.auth_token_file_mode) {
+            None => 0o600,
+            Some(mode) => match token_file_mode(&mode) {
+                Ok(mode) => u32::from_str_radix(&mode, 8).unwrap_or(0o600),
+                Err(e) => {
+                    c.problem("server.auth_token_file_mode", e);
+                    0o600
+                }
+            },
+        };
 
     let mut identity = LazyIdentity {
         spec: &data.identity,
@@ -114,6 +126,7 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
         imds,
         imds_v1,
         auth: auth?,
+        auth_token_file_mode,
         limits: Limits {
             max_connections: usize::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             header_read_timeout: Duration::from_secs(header_read_timeout),
@@ -148,6 +161,7 @@ fn layer_flags(c: &mut Checker<'_>, data: &mut File, flags: &Overrides) {
     layer!(l, s.listen <- f.listen);
     layer!(l, s.admin_listen <- f.admin_listen);
     layer!(l, s.auth_token_file <- f.auth_token_file);
+    layer!(l, s.auth_token_file_mode <- f.auth_token_file_mode);
     layer!(l, s.imds <- f.imds);
     layer!(l, s.imds_v1 <- f.imds_v1);
     layer!(l, s.allow_non_loopback <- f.allow_non_loopback);

@@ -69,6 +69,7 @@ pub(crate) struct Server {
     pub(crate) admin_listen: Field<SocketAddr>,
     pub(crate) allow_non_loopback: Field<bool>,
     pub(crate) auth_token_file: Field<PathBuf>,
+    pub(crate) auth_token_file_mode: Field<String>,
     pub(crate) max_connections: Field<u64>,
     pub(crate) header_read_timeout_secs: Field<u64>,
     pub(crate) cold_start_wait_ms: Field<u64>,

@@ -24,6 +24,10 @@ const OTHER_VARS: &[&str] = &[
     crate::telemetry::ENV_LOG_FORMAT,
     token::oidc::ENV_CLIENT_SECRET,
     crate::hardening::ENV_ALLOW_CORE_DUMPS,
+    // Read by the Cloud Foundry buildpack at staging (buildpack/bin/supply); the sidecar sees
+    // the app's environment, so they must not be refused as unknown.
+    "STS_SIDECAR_BUILDPACK_MEMORY_MB",
+    "STS_SIDECAR_BUILDPACK_PROCESS_TYPES",
 ];
 
 /// The flags every subcommand shares: the config file, the identity source, the roles, STS.
@@ -96,6 +100,11 @@ pub struct ServerFlags {
     /// instead of $AWS_CONTAINER_AUTHORIZATION_TOKEN
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Mode of the token file when the sidecar creates it: 0600, or 0640 to let the file's
+    /// group read it too (on Kubernetes: the pod's fsGroup, shared with the app container)
+    /// [default: 0600]
+    #[arg(long, value_name = "MODE", value_parser = token_file_mode, hide_short_help = true)]
+    pub auth_token_file_mode: Option<String>,
     /// Also emulate IMDSv2 on the credentials listener, for code that only knows the EC2
     /// metadata service (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://<listen address>)
     #[arg(long, value_name = "BOOL", value_parser = boolean, num_args = 0..=1,
@@ -122,6 +131,24 @@ pub struct ServerFlags {
     /// Seconds to keep serving from cache after SIGTERM, 0-300 [default: 5]
     #[arg(long, value_name = "SECS", value_parser = whole_number, hide_short_help = true)]
     pub drain_secs: Option<u64>,
+}
+
+/// The modes a token file may be created with: readable by its owner, and perhaps its group;
+/// never writable or readable by anyone else.
+pub const TOKEN_FILE_MODES: [&str; 4] = ["0600", "0640", "0400", "0440"];
+
+/// A token file mode, as written (`0640`; the leading zero may be left out).
+pub fn token_file_mode(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let normal = format!("{:0>4}", s);
+    if TOKEN_FILE_MODES.contains(&normal.as_str()) {
+        Ok(normal)
+    } else {
+        Err(format!(
+            "must be one of {} (the owner reads it, perhaps its group; nobody else), got {s:?}",
+            TOKEN_FILE_MODES.join(", ")
+        ))
+    }
 }
 
 /// A whole number (`u64`).

@@ -197,6 +197,8 @@ pub struct Config {
     pub imds_v1: bool,
     /// The authorization token.
     pub auth: AuthSource,
+    /// The mode of a token file the sidecar creates (0600 unless asked).
+    pub auth_token_file_mode: u32,
     /// Connection limits.
     pub limits: Limits,
     /// How long a request waits for the first credentials.

@@ -143,14 +143,15 @@ impl Auth {
         })
     }
 
-    /// Reads the token from `path`, creating the file with a new random token if it is missing.
-    /// Returns whether the file was created. The file must be a regular file (not a link to
-    /// one), owned by this process's user or root, and not writable by group or others.
-    pub fn from_file(path: &Path) -> Result<(Self, bool), Error> {
+    /// Reads the token from `path`, creating the file with a new random token (and `mode`) if
+    /// it is missing. Returns whether the file was created. The file must be a regular file
+    /// (not a link to one), owned by this process's user or root, and not writable by group or
+    /// others.
+    pub fn from_file(path: &Path, mode: u32) -> Result<(Self, bool), Error> {
         let created = match std::fs::symlink_metadata(path) {
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_token_file(path, &generate())?;
+                write_token_file(path, &generate(), mode)?;
                 true
             }
             Err(source) => {
@@ -322,8 +323,11 @@ pub fn generate() -> AuthToken {
     AuthToken::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Writes `token` to `path` atomically with mode 0600 and no trailing newline.
-pub fn write_token_file(path: &Path, token: &AuthToken) -> Result<(), Error> {
+/// Writes `token` to `path` atomically with `mode` (0600 or 0640: see
+/// `config::flags::TOKEN_FILE_MODES`, whatever the umask) and no trailing newline. The file's
+/// group is the directory's when that has the set-group-ID bit (as a Kubernetes volume with an
+/// fsGroup has), else this process's.
+pub fn write_token_file(path: &Path, token: &AuthToken, mode: u32) -> Result<(), Error> {
     let io = |source| Error::Io {
         action: "write",
         path: path.to_owned(),
@@ -344,6 +348,8 @@ pub fn write_token_file(path: &Path, token: &AuthToken) -> Result<(), Error> {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&tmp)?;
+        // The umask may have taken bits from the mode asked for at open; set it exactly.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o640))?;
         file.write_all(token.expose().as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -469,7 +475,7 @@ mod tests {
     }
 
     fn refused(path: &Path) -> String {
-        match Auth::from_file(path) {
+        match Auth::from_file(path, 0o600) {
             Ok(_) => panic!("{} was accepted", path.display()),
             Err(e) => e.to_string(),
         }
@@ -491,7 +497,10 @@ mod tests {
             assert!(!e.contains("0123456789abcdef"), "{e}");
         }
         for mode in [0o600, 0o640, 0o644, 0o400] {
-            assert!(Auth::from_file(&token_file(&dir, mode)).is_ok(), "{mode:o}");
+            assert!(
+                Auth::from_file(&token_file(&dir, mode), 0o600).is_ok(),
+                "{mode:o}"
+            );
         }
     }
 
@@ -526,7 +535,7 @@ mod tests {
             // Root may own it: root can do anything on this machine anyway.
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(meta.uid(), me.as_raw());
-            assert!(Auth::from_file(&path).is_ok());
+            assert!(Auth::from_file(&path, 0o600).is_ok());
         }
     }
 
@@ -535,7 +544,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = token_file(&dir, 0o600);
-        let (auth, _) = Auth::from_file(&path).unwrap();
+        let (auth, _) = Auth::from_file(&path, 0o600).unwrap();
         assert!(auth.check(b"0123456789abcdefXYZ").await);
         // Another user rewrites a world-writable file with their own token.
         std::fs::write(&path, "attacker-token-0123456789").unwrap();

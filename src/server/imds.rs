@@ -35,10 +35,13 @@ const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const MAX_TTL_SECS: u64 = 21_600;
-/// A session token's bytes: expiry (milliseconds after `epoch`, big-endian), nonce, tag.
+/// A session token's bytes: expiry (milliseconds after `epoch`, big-endian), nonce, and the
+/// first 24 bytes of the HMAC-SHA256 tag: 40 bytes, 54 characters of base64url. Tokens must stay
+/// short: the CRT's IMDS client (aws-c-auth) keeps the token in a 64-byte buffer and rejects a
+/// longer one; EC2's own are 56 characters.
 const EXPIRY_LEN: usize = 8;
-const NONCE_LEN: usize = 16;
-const TAG_LEN: usize = 32;
+const NONCE_LEN: usize = 8;
+const TAG_LEN: usize = 24;
 const TOKEN_LEN: usize = EXPIRY_LEN + NONCE_LEN + TAG_LEN;
 
 /// IMDS state: the key that signs session tokens.
@@ -84,7 +87,7 @@ impl Imds {
         bytes.extend_from_slice(&expiry.to_be_bytes());
         bytes.extend_from_slice(&rand::random::<[u8; NONCE_LEN]>());
         let tag = hmac::sign(&self.key, &bytes);
-        bytes.extend_from_slice(tag.as_ref());
+        bytes.extend_from_slice(&tag.as_ref()[..TAG_LEN]);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -97,7 +100,8 @@ impl Imds {
             return false;
         }
         let (signed, tag) = bytes.split_at(EXPIRY_LEN + NONCE_LEN);
-        if hmac::verify(&self.key, signed, tag).is_err() {
+        let expected = hmac::sign(&self.key, signed);
+        if !constant_time_eq::constant_time_eq(&expected.as_ref()[..TAG_LEN], tag) {
             return false;
         }
         let mut expiry = [0u8; EXPIRY_LEN];
@@ -222,6 +226,8 @@ mod tests {
         let imds = Imds::new(false);
         let token = imds.mint(Duration::from_secs(60));
         assert!(imds.accepts(&token));
+        // No longer than EC2's own: the CRT refuses tokens over 64 characters.
+        assert_eq!(token.len(), 54);
         // Another instance's key, a changed expiry, a cut token: refused.
         assert!(!Imds::new(false).accepts(&token));
         let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
