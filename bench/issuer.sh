@@ -16,7 +16,8 @@ target=${CARGO_TARGET_DIR:-target}/$profile
   --dev-upstreams "$target/examples/dev_upstreams" --out bench "$@"
 
 # The capacity of one issuer instance with one core: tokens per CPU-second for assertions with
-# ES256, the slower of the two instance key kinds (RSA 3072; Diego's RSA 2048 costs less).
+# ES256, the slower of the two instance key kinds (P-256 or RSA 3072; Diego's RSA 2048 costs
+# less than RSA 3072).
 capacity=$(python3 -c '
 import json
 runs = json.load(open("bench/issuer.json"))["runs"]
@@ -36,7 +37,8 @@ n, capacity, out = sys.argv[1:4]
 o = json.load(open(out + "/fleet.json"))["outcomes"][0]
 s = o["to_serve_secs"]
 fmt = lambda v: "-" if v is None else f"{v:.0f} s"
-print(f"| {n} | {int(capacity) * int(n):,} | {fmt(s[0])} | {fmt(s[1])} | {fmt(s[2])} | {o[\"instances_with_503\"]:,} | {o[\"token_service\"][\"throttled\"]:,} |")
+with503, throttled = o["instances_with_503"], o["token_service"]["throttled"]
+print(f"| {n} | {int(capacity) * int(n):,} | {fmt(s[0])} | {fmt(s[1])} | {fmt(s[2])} | {with503:,} | {throttled:,} |")
 ' "$n" "$capacity" "$out")")
 done
 {
@@ -45,7 +47,7 @@ done
   echo
   echo "The fleet simulation's mass restart (every instance starts within one minute with no"
   echo "token) with the token service's capacity set to what one issuer instance with one core"
-  echo "does ($capacity tokens/s: assertions, ES256, RSA 3072 instance keys), times the number of"
+  echo "does ($capacity tokens/s: assertions, ES256, the slower of P-256 and RSA 3072 instance keys), times the number of"
   echo "instances; 20 ms per call; 1 h tokens; STS at its assumed 600 calls/s. Before: the"
   echo "existing service at an assumed 200 tokens/s, 9.6 minutes until the last instance was"
   echo "served and 99,000 instances answering 503 meanwhile (bench/fleet.md)."

@@ -24,6 +24,11 @@
 //! (redacting newtypes), [`telemetry`], and [`trust`] (IAM trust-policy evaluation for `check`).
 //! `python3 scripts/import-graph.py` prints the graph and fails on a cycle.
 //!
+//! Beside the sidecar, in the same binary: [`issuer`] (`sts-sidecar issuer`, the token service
+//! the `token-service` source calls) with [`jws`] (JWS signing and verification, shared with
+//! the sources). Shared leaves: [`files`] (token files read without blocking or trusting too
+//! much) and [`hardening`] (no core dumps, no same-user debugger).
+//!
 //! # Following a credential
 //!
 //! From `main.rs` to the wire in eight files: `main.rs` (parse, dispatch) → `cmd/serve.rs`

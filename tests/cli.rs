@@ -506,6 +506,19 @@ fn a_log_filter_that_names_no_level_is_refused_not_silent() {
     );
 }
 
+/// What `child` (its stderr piped) logged until it said it is serving; panics if it exits first.
+fn log_until_serving(child: &mut std::process::Child) -> String {
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    while !log.contains("sts-sidecar serving") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("log");
+        assert!(n > 0, "exited early: {log}");
+        log.push_str(&line);
+    }
+    log
+}
+
 /// `argv` as an unprivileged user: as the same non-root user as this test, or, when the test
 /// runs as root (who may read any process), as `nobody` through `setpriv`.
 fn unprivileged(argv: &[&str]) -> Command {
@@ -565,14 +578,7 @@ fn another_process_of_the_same_user_cannot_read_the_sidecars_memory_or_environme
         // setpriv execs the sidecar: same PID. Wait until it is listening (hardening is done
         // before anything else).
         let pid = child.id();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-        let mut log = String::new();
-        while !log.contains("sts-sidecar serving") {
-            let mut line = String::new();
-            let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("log");
-            assert!(n > 0, "exited early: {log}");
-            log.push_str(&line);
-        }
+        let log = log_until_serving(&mut child);
         let limit = core_limit(pid).expect("limits");
         let environ = unprivileged(&["cat", &format!("/proc/{pid}/environ")])
             .output()
@@ -647,14 +653,7 @@ fn a_token_file_for_a_shared_group_is_read_by_the_app_as_another_user_and_by_nob
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = serve.spawn().expect("spawn");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    while !log.contains("sts-sidecar serving") {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("log");
-        assert!(n > 0, "exited early: {log}");
-        log.push_str(&line);
-    }
+    let log = log_until_serving(&mut child);
     let meta = std::fs::metadata(&token).expect("token file");
     let app = as_user(1000, "2000")
         .args(["cat", &token.display().to_string()])

@@ -46,7 +46,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::jws;
-use crate::server::{Acceptor, Body, Connections, Limits, json_response, text_response};
+use crate::server::{Body, Limits, accept_until, json_response, text_response};
 use ca::{CaBundle, Instance};
 
 /// The grant type of RFC 7523's JWT bearer grant.
@@ -1054,14 +1054,7 @@ async fn serve(
     issuer: Arc<Issuer>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let acceptor = Acceptor::new(listener, &limits);
-    let connections = Connections::new(&limits);
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = acceptor.next() => accepted,
-            () = &mut shutdown => break,
-        };
+    accept_until(listener, &limits, shutdown, |accepted, connections| {
         let tls = issuer.material.load().tls.clone();
         let issuer = issuer.clone();
         let later = connections.later();
@@ -1099,10 +1092,6 @@ async fn serve(
                 slot.closes_with(task.abort_handle());
             }
         }
-    }
-    drop(acceptor);
-    tokio::select! {
-        () = connections.shutdown() => {}
-        () = tokio::time::sleep(limits.drain_timeout) => {}
-    }
+    })
+    .await;
 }

@@ -86,18 +86,33 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let acceptor = Acceptor::new(listener, &limits);
-    let connections = Connections::new(&limits);
+    accept_until(listener, &limits, shutdown, |accepted, connections| {
+        one_hop(&accepted.stream);
+        connections
+            .later()
+            .spawn_accepted(accepted, handler.clone());
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` into slots until `shutdown` completes, handing each to
+/// `serve` with the listener's [`Connections`]; then lets in-flight requests finish (up to
+/// `limits.drain_timeout`).
+pub(crate) async fn accept_until(
+    listener: TcpListener,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+    mut serve: impl FnMut(Accepted, &Connections),
+) {
+    let acceptor = Acceptor::new(listener, limits);
+    let connections = Connections::new(limits);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             accepted = acceptor.next() => accepted,
             () = &mut shutdown => break,
         };
-        one_hop(&accepted.stream);
-        connections
-            .later()
-            .spawn_accepted(accepted, handler.clone());
+        serve(accepted, &connections);
     }
     drop(acceptor);
     tokio::select! {
