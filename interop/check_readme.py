@@ -7,7 +7,8 @@ instructions cannot drift from the program:
   an exec probe, a Cloud Foundry `command:` or sidecar `command:`) names a subcommand that
   exists and only flags that subcommand accepts (from its own `--help`);
 - every `STS_SIDECAR_*` variable it sets (Kubernetes `env:`, Cloud Foundry `env:`) is one the
-  binary knows, and so is every one in a `cf set-env` line of a shell block;
+  binary knows, and so is every one in a `cf set-env` line of a shell block (the binary itself
+  judges them: `check --config-only` names each variable of its namespace it does not know);
 - no Kubernetes probe sends an `httpGet` to a loopback address (the kubelet probes from the
   node, where the sidecar's loopback listeners are not), and `httpGet` paths are admin paths.
 
@@ -24,11 +25,6 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBCOMMANDS = ["serve", "exec", "credential-process", "check", "issuer"]
-# Variables that are not flags: logging, the OIDC secret, the buildpack's staging settings, the
-# core-dump opt-out (see src/config/flags.rs, OTHER_VARS).
-OTHER_VARS = {"STS_SIDECAR_LOG", "STS_SIDECAR_LOG_FORMAT", "STS_SIDECAR_OIDC_CLIENT_SECRET",
-              "STS_SIDECAR_BUILDPACK_MEMORY_MB", "STS_SIDECAR_BUILDPACK_PROCESS_TYPES",
-              "STS_SIDECAR_ALLOW_CORE_DUMPS"}
 ADMIN_PATHS = {"/healthz", "/ready", "/metrics", "/status"}
 
 
@@ -41,12 +37,12 @@ def flags_of(binary):
     return flags
 
 
-def known_variables(flags):
-    names = set(OTHER_VARS)
-    for sub in ("serve", "issuer"):
-        for flag in flags[sub]:
-            names.add("STS_SIDECAR_" + flag[2:].replace("-", "_").upper())
-    return names
+def unknown_variables(binary, names):
+    """The names among `names` the binary does not know, in its own words."""
+    env = {"PATH": os.environ.get("PATH", "")}
+    env.update({name: "0" for name in names})
+    out = subprocess.run([binary, "check", "--config-only"], env=env, capture_output=True, text=True)
+    return {name for name in names if f"{name}: is not a variable sts-sidecar knows" in out.stderr}
 
 
 def blocks(path, lang):
@@ -59,7 +55,7 @@ def blocks(path, lang):
 class Checker:
     def __init__(self, flags):
         self.flags = flags
-        self.variables = known_variables(flags)
+        self.variables = []  # (where, name), judged at the end by the binary
         self.problems = []
         self.commands = 0
 
@@ -85,8 +81,14 @@ class Checker:
                     self.problem(where, f"sts-sidecar {sub} has no flag {name}")
 
     def variable(self, where, name):
-        if name.startswith("STS_SIDECAR_") and name not in self.variables:
-            self.problem(where, f"{name} is not a variable sts-sidecar knows")
+        if name.startswith("STS_SIDECAR_"):
+            self.variables.append((where, name))
+
+    def judge_variables(self, binary):
+        unknown = unknown_variables(binary, {name for _, name in self.variables})
+        for where, name in self.variables:
+            if name in unknown:
+                self.problem(where, f"{name} is not a variable sts-sidecar knows")
 
     def walk(self, where, node):
         if isinstance(node, dict):
@@ -160,6 +162,7 @@ def main():
         for line, text in blocks(path, "sh"):
             for m in re.finditer(r"cf set-env \S+ (STS_SIDECAR_[A-Z0-9_]+)", text):
                 checker.variable(f"{rel}:{line}", m.group(1))
+    checker.judge_variables(binary)
     if checker.problems:
         print("README check FAILED:\n  " + "\n  ".join(checker.problems), file=sys.stderr)
         return 1

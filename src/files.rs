@@ -84,19 +84,25 @@ pub async fn read_within(
     links: Links,
     within: Duration,
 ) -> Result<(Vec<u8>, Metadata), ReadError> {
-    let read = tokio::task::spawn_blocking(move || read_regular(&path, max_bytes, links));
-    match tokio::time::timeout(within, read).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(ReadError::Io(std::io::Error::other(join))),
-        Err(_) => Err(ReadError::TimedOut(within)),
-    }
+    blocking_within(within, move || read_regular(&path, max_bytes, links)).await
 }
 
 /// `stat` (links followed) on the blocking pool, giving up after `within`.
 pub async fn metadata_within(path: PathBuf, within: Duration) -> Result<Metadata, ReadError> {
-    let stat = tokio::task::spawn_blocking(move || std::fs::metadata(path));
-    match tokio::time::timeout(within, stat).await {
-        Ok(Ok(result)) => result.map_err(ReadError::Io),
+    blocking_within(within, move || {
+        std::fs::metadata(path).map_err(ReadError::Io)
+    })
+    .await
+}
+
+/// Runs file I/O `work` on the blocking pool, giving up after `within` (the work itself goes on
+/// until the filesystem answers: whoever retries should not start a second one meanwhile).
+pub async fn blocking_within<T: Send + 'static>(
+    within: Duration,
+    work: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ReadError> {
+    match tokio::time::timeout(within, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(ReadError::Io(std::io::Error::other(join))),
         Err(_) => Err(ReadError::TimedOut(within)),
     }

@@ -16,8 +16,8 @@
 //! the whole process is excluded instead.
 //!
 //! While here, the open-files limit is raised to its hard limit: each connection takes a
-//! descriptor, and a soft limit of 1,024 (systemd's default) would run out before the
-//! listener's 1,024 connection slots.
+//! descriptor, and a soft limit of 1,024 (systemd's default) leaves little room for two
+//! listeners' connection slots (`--max-connections` each) and the process's own files.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 

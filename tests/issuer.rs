@@ -184,6 +184,18 @@ impl World {
         .await
     }
 
+    async fn token_for_audience(&self, assertion: &str, audience: &str) -> (u16, String) {
+        self.post(
+            &[
+                ("grant_type", issuer::GRANT_JWT_BEARER),
+                ("assertion", assertion),
+                ("audience", audience),
+            ],
+            &[],
+        )
+        .await
+    }
+
     async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.url))
@@ -453,16 +465,7 @@ async fn audiences_orgs_and_session_tags() {
     .await;
     let ids = world.pki.ids.clone();
     let a = world.assertion(&world.victim, &ids);
-    let (status, token) = world
-        .post(
-            &[
-                ("grant_type", issuer::GRANT_JWT_BEARER),
-                ("assertion", &a),
-                ("audience", "vault"),
-            ],
-            &[],
-        )
-        .await;
+    let (status, token) = world.token_for_audience(&a, "vault").await;
     assert_eq!(status, 200, "{token}");
     let (_, c) = decode(&token);
     assert_eq!(c["aud"], "vault");
@@ -473,16 +476,7 @@ async fn audiences_orgs_and_session_tags() {
     assert_eq!(c["https://aws.amazon.com/source_identity"], ids.instance);
 
     let a = world.assertion(&world.victim, &ids);
-    let (status, body) = world
-        .post(
-            &[
-                ("grant_type", issuer::GRANT_JWT_BEARER),
-                ("assertion", &a),
-                ("audience", "someone-else"),
-            ],
-            &[],
-        )
-        .await;
+    let (status, body) = world.token_for_audience(&a, "someone-else").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(error_of(&body).0, "invalid_target");
 }

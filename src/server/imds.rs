@@ -152,10 +152,9 @@ impl Imds {
         }
     }
 
+    /// `PUT /latest/api/token`. A proxied request (`X-Forwarded-For` and the like) never gets
+    /// here: the credentials listener answers it 400, as EC2 does (`server::screen`).
     fn issue<B>(&self, req: &Request<B>) -> Response<Body> {
-        if req.headers().contains_key("x-forwarded-for") {
-            return text_response(StatusCode::BAD_REQUEST, "");
-        }
         let ttl = req
             .headers()
             .get(TTL_HEADER)

@@ -148,7 +148,7 @@ pub(crate) struct Acceptor {
 #[derive(Debug)]
 pub(crate) struct Accepted {
     pub(crate) stream: TcpStream,
-    pub(crate) slot: Slot,
+    slot: Slot,
     watch: Watch,
 }
 
@@ -450,8 +450,14 @@ pub(crate) enum Refusal {
     Forwarded(&'static str),
 }
 
-/// Headers that mean a request came through a proxy. `X-Forwarded-*` is matched by prefix.
-const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-real-ip", "via", "x-client-ip"];
+/// Headers that mean a request came through a proxy (name as matched, name as shown).
+/// `X-Forwarded-*` is matched by prefix.
+const PROXY_HEADERS: [(&str, &str); 4] = [
+    ("forwarded", "Forwarded"),
+    ("x-real-ip", "X-Real-IP"),
+    ("via", "Via"),
+    ("x-client-ip", "X-Client-IP"),
+];
 
 impl Refusal {
     /// The JSON error response for it.
@@ -508,13 +514,8 @@ pub(crate) fn screen<B>(req: &Request<B>, extra_hosts: &[IpAddr]) -> Result<(), 
                 "an X-Forwarded- header"
             }));
         }
-        if let Some(proxy) = PROXY_HEADERS.iter().find(|p| **p == name) {
-            return Err(Refusal::Forwarded(match *proxy {
-                "forwarded" => "Forwarded",
-                "x-real-ip" => "X-Real-IP",
-                "via" => "Via",
-                _ => "X-Client-IP",
-            }));
+        if let Some((_, shown)) = PROXY_HEADERS.iter().find(|(n, _)| *n == name) {
+            return Err(Refusal::Forwarded(shown));
         }
     }
     Ok(())
