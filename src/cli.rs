@@ -102,6 +102,34 @@ pub struct IssuerArgs {
     /// The issuer's settings.
     #[command(flatten)]
     pub flags: crate::config::issuer::IssuerFlags,
+    /// Instead of serving.
+    #[command(subcommand)]
+    pub action: Option<IssuerAction>,
+}
+
+/// What `issuer` does instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum IssuerAction {
+    /// Write the discovery document and the keys as static files and exit
+    #[command(
+        long_about = "Write the discovery document and the keys (JWKS) for the issuer's \
+flags as static files under --out, and exit: .well-known/openid-configuration, token_keys and \
+.well-known/jwks.json. Upload them to a static host at --issuer-url (a bucket, a static route), \
+so that relying parties fetch the keys there and the token endpoint can stay internal; point \
+the sidecars at the token endpoint with --token-service-url, and name that URL here with \
+--token-url so that their assertions are accepted.\n\nExample:\n  sts-sidecar issuer publish \
+--out site --issuer-url https://keys.example.com --signing-key signing.pem \\\n    \
+--publish-key next.pem"
+    )]
+    Publish(PublishArgs),
+}
+
+/// Flags of `issuer publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The directory to write the files under (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
 }
 
 /// Flags of `serve` (and of `check`, which judges the same settings).

@@ -15,6 +15,15 @@ pub fn now_unix() -> i64 {
     }
 }
 
+/// Milliseconds since the Unix epoch, now.
+#[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
+pub fn now_unix_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
 /// How long from now until `unix` (zero when it is already past).
 pub fn until_unix(unix: i64) -> Duration {
     Duration::from_secs(u64::try_from(unix.saturating_sub(now_unix())).unwrap_or(0))

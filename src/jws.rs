@@ -297,6 +297,17 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
+/// The modulus size of an RSA key in PKCS#8 (for the message refusing a short one).
+fn rsa_bits(pkcs8: &[u8]) -> Option<usize> {
+    let info = x509_parser::der_parser::parse_der(pkcs8).ok()?.1;
+    // PrivateKeyInfo ::= SEQUENCE { version, algorithm, privateKey OCTET STRING (RSAPrivateKey) }
+    let inner = info.as_sequence().ok()?.get(2)?.as_slice().ok()?;
+    let key = x509_parser::der_parser::parse_der(inner).ok()?.1;
+    // RSAPrivateKey ::= SEQUENCE { version, modulus, ... }
+    let modulus = key.as_sequence().ok()?.get(1)?.as_slice().ok()?;
+    Some(strip_zeros(modulus).len() * 8)
+}
+
 impl Signer {
     /// A private key in PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
     pub fn from_pem(pem: &[u8]) -> Result<Signer, KeyError> {
@@ -322,6 +333,11 @@ impl Signer {
                 .map_err(|e| KeyError::Rejected(e.to_string()))?),
             PrivateKeyDer::Pkcs8(k) => match RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()) {
                 Ok(kp) => rsa(kp),
+                // aws-lc refuses RSA keys under 2048 bits by name; say so rather than
+                // "not RSA or EC".
+                Err(e) if e.description_() == "TooSmall" => Err(KeyError::RsaTooShort(
+                    rsa_bits(k.secret_pkcs8_der()).unwrap_or(0),
+                )),
                 Err(_) => Self::ec(k.secret_pkcs8_der()),
             },
             PrivateKeyDer::Sec1(k) => Self::ec(k.secret_sec1_der()),
@@ -491,6 +507,14 @@ mod tests {
 
     #[test]
     fn a_short_rsa_key_is_refused() {
+        // A real 1024-bit key (a test fixture: rcgen makes no RSA keys that short).
+        let short = include_str!("../tests/data/rsa-1024-test-key.pem");
+        let e = Signer::from_pem(short.as_bytes()).expect_err("refused");
+        assert!(matches!(e, KeyError::RsaTooShort(1024)), "{e:?}");
+        assert!(matches!(
+            PublicKey::from_pem(short.as_bytes()),
+            Err(KeyError::RsaTooShort(1024))
+        ));
         let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
             .expect("key")
             .serialize_pem();
@@ -499,6 +523,15 @@ mod tests {
             Signer::from_pem(b"not a key"),
             Err(KeyError::NoPem)
         ));
+    }
+
+    #[test]
+    fn a_public_pem_gives_the_key_of_its_private_half() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let from_private = PublicKey::from_pem(key.serialize_pem().as_bytes()).expect("private");
+        let from_public = PublicKey::from_pem(key.public_key_pem().as_bytes()).expect("public");
+        assert_eq!(from_private, from_public);
+        assert_eq!(from_private.kid(), from_public.kid());
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub mod hardening;
 pub mod identity;
 pub mod issuer;
 pub mod jws;
+pub mod listener;
 pub mod metrics;
 pub mod report;
 pub mod secret;

@@ -5,7 +5,13 @@
 //! them: the AWS SDK's debug logs repeat upstream error messages verbatim, and an upstream that
 //! echoed the identity token would otherwise put it in a log line. Naming a target (e.g.
 //! `aws_smithy_runtime=debug`) lifts that cap for it, knowingly.
+//!
+//! Every event is one line of at most [`MAX_LINE`] bytes ([`OneLine`]): a line break inside a
+//! field is written as `\n`, and a longer event is cut, the cut marked. Values that come from a
+//! request are escaped and cut where they are logged already (`report::Untrusted`); this is the
+//! rule for everything else, so that nothing a client sends can forge a line or flood the log.
 
+use std::io::Write as _;
 use std::str::FromStr as _;
 
 use tracing::Level;
@@ -93,6 +99,85 @@ pub fn filter(spec: Option<&str>) -> Result<Targets, Error> {
     Ok(filter)
 }
 
+/// The longest line an event is written as, newline included.
+pub const MAX_LINE: usize = 4096;
+
+/// What an event cut at [`MAX_LINE`] ends with.
+const CUT: &str = " [line cut]\n";
+
+/// Writes each event to stderr as one line of at most [`MAX_LINE`] bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneLine;
+
+/// One event's bytes, written when dropped (tracing formats an event, then writes it).
+#[derive(Debug, Default)]
+pub struct EventBuffer(Vec<u8>);
+
+impl std::io::Write for EventBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Keep a little more than a line can hold: the rest would be cut anyway.
+        let room = (2 * MAX_LINE).saturating_sub(self.0.len());
+        self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuffer {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let line = one_line(&self.0);
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLine {
+    type Writer = EventBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EventBuffer::default()
+    }
+}
+
+/// `event` as one line: inner line breaks written as `\n` and `\r`, cut at [`MAX_LINE`] bytes
+/// (on a character boundary), ending with one newline.
+pub fn one_line(event: &[u8]) -> Vec<u8> {
+    let body = event.strip_suffix(b"\n").unwrap_or(event);
+    let mut out = Vec::with_capacity(body.len().min(MAX_LINE) + 1);
+    let limit = MAX_LINE - CUT.len();
+    let mut cut = false;
+    for (i, &b) in body.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => std::slice::from_ref(&body[i]),
+        };
+        if out.len() + escaped.len() > limit {
+            cut = true;
+            break;
+        }
+        out.extend_from_slice(escaped);
+    }
+    if cut {
+        // Back to a character boundary: never half a UTF-8 sequence.
+        while out.last().is_some_and(|b| b & 0b1100_0000 == 0b1000_0000) {
+            out.pop();
+        }
+        if out.last().is_some_and(|b| *b >= 0b1100_0000) {
+            out.pop();
+        }
+        out.extend_from_slice(CUT.as_bytes());
+    } else {
+        out.push(b'\n');
+    }
+    out
+}
+
 /// Installs the global subscriber. Returns an error naming the variable that is wrong.
 pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), Error> {
     use std::io::IsTerminal as _;
@@ -103,7 +188,7 @@ pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), Error> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_writer(OneLine),
             )
             .try_init(),
         Some("json") => registry
@@ -111,7 +196,7 @@ pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), Error> {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(OneLine),
             )
             .try_init(),
         Some(other) => return Err(Error::Format(other.to_owned())),
@@ -122,6 +207,23 @@ pub fn init(spec: Option<&str>, format: Option<&str>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_one_line_of_at_most_4_kib() {
+        // See: issue #23 item 4 (a form key holding a newline forged a "token issued" line).
+        let forged = b"refused description=\"x\nINFO token issued org_guid=victim\"\n";
+        let line = one_line(forged);
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\"\n"));
+        let text = String::from_utf8(line).unwrap();
+        assert!(text.contains("x\\nINFO"), "{text}");
+        let long = format!("{}\n", "é".repeat(30_000));
+        let line = one_line(long.as_bytes());
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        let text = String::from_utf8(line).expect("cut on a character boundary");
+        assert!(text.ends_with(CUT), "{}", &text[text.len() - 20..]);
+        assert_eq!(one_line(b"short\n"), b"short\n");
+    }
 
     #[test]
     fn dependencies_are_capped_at_info_unless_named() {

@@ -163,7 +163,7 @@ async fn issuer() -> (String, Vec<(String, String)>) {
 
     use base64::Engine as _;
     use rustls_pki_types::pem::PemObject as _;
-    use sts_sidecar::issuer::{self, Accept, Issuer, KeySource, Settings};
+    use sts_sidecar::issuer::{self, Accept, Issuer, ProofKind};
     use sts_sidecar::testing::pki::{KeyKind, TestPki};
 
     const GARBAGE_MARKER: &str = "issuermarker-5c4b3a29181706f5";
@@ -182,31 +182,12 @@ async fn issuer() -> (String, Vec<(String, String)>) {
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let settings = Settings {
-        issuer_url: url.clone(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        listen_origin: "test".into(),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen_origin: "test".into(),
-        ca: vec![KeySource::File(pki.write_ca_bundle().expect("ca"))],
-        signing_key: KeySource::File(signing),
-        publish_keys: vec![],
-        tls: None,
-        accept: Accept {
-            assertion: true,
-            mtls: true,
-            xfcc: true,
-        },
-        audiences: vec!["sts.amazonaws.com".into()],
-        lifetime: std::time::Duration::from_secs(3600),
-        allow_orgs: vec![],
-        allow_spaces: vec![],
-        session_tags: true,
-        source_identity: true,
-        jwks_max_age: std::time::Duration::from_secs(60),
-        reload_interval: std::time::Duration::from_secs(3600),
-        limits: sts_sidecar::server::Limits::default(),
-    };
+    let mut settings =
+        sts_sidecar::testing::issuer_settings(&url, pki.write_ca_bundle().expect("ca"), signing);
+    settings.accept = Accept::of(ProofKind::ALL);
+    settings.session_tags = true;
+    settings.source_identity = true;
+    settings.jwks_max_age = std::time::Duration::from_secs(60);
     let debug_settings = format!("{settings:?}");
     let issuer = Arc::new(Issuer::new(settings).expect("issuer"));
     let (_tx, rx) = tokio::sync::mpsc::channel(1);

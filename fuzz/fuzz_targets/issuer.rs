@@ -8,8 +8,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use sts_sidecar::issuer::{self, Accept, Issuer, KeySource, Settings};
-use sts_sidecar::server::Limits;
+use sts_sidecar::issuer::{self, Accept, Issuer, ProofKind};
 use sts_sidecar::testing::pki::TestPki;
 use sts_sidecar_fuzz::{World, assert_responses_well_formed, contains};
 
@@ -30,31 +29,14 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
         rcgen::KeyPair::generate().expect("key").serialize_pem(),
     )
     .expect("write");
-    let settings = Settings {
-        issuer_url: "https://issuer.fuzz.example".to_owned(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        listen_origin: "fuzz".to_owned(),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen_origin: "fuzz".to_owned(),
-        ca: vec![KeySource::File(pki.write_ca_bundle().expect("ca"))],
-        signing_key: KeySource::File(signing),
-        publish_keys: Vec::new(),
-        tls: None,
-        accept: Accept {
-            assertion: true,
-            mtls: true,
-            xfcc: true,
-        },
-        audiences: vec!["sts.amazonaws.com".to_owned()],
-        lifetime: Duration::from_secs(3600),
-        allow_orgs: Vec::new(),
-        allow_spaces: Vec::new(),
-        session_tags: true,
-        source_identity: true,
-        jwks_max_age: Duration::from_secs(3600),
-        reload_interval: Duration::from_secs(3600),
-        limits: Limits::default(),
-    };
+    let mut settings = sts_sidecar::testing::issuer_settings(
+        "https://issuer.fuzz.example",
+        pki.write_ca_bundle().expect("ca"),
+        signing,
+    );
+    settings.accept = Accept::of(ProofKind::ALL);
+    settings.session_tags = true;
+    settings.source_identity = true;
     let issuer = Arc::new(Issuer::new(settings).expect("issuer"));
     let target = Target {
         world,
@@ -94,14 +76,15 @@ fuzz_target!(|data: &[u8]| {
         // The parsers alone: a quick path to their corners.
         Some((0, rest)) => {
             if let Ok(text) = std::str::from_utf8(rest) {
-                if let Ok(a) = issuer::assertion::parse(text) {
-                    let _ = a.check_claims("https://issuer.fuzz.example", 1_800_000_000);
+                if let Ok(a) = issuer::proof::assertion::parse(text) {
+                    let audiences = ["https://issuer.fuzz.example".to_owned()];
+                    let _ = a.check_claims(&audiences, 1_800_000_000);
                 }
                 let _ = sts_sidecar::jws::parse(text);
             }
         }
         Some((1, rest)) => {
-            let _ = issuer::xfcc::parse(rest);
+            let _ = issuer::proof::xfcc::parse(rest);
         }
         _ => {
             let target = &*TARGET;

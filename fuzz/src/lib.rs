@@ -1,6 +1,6 @@
 //! What the HTTP fuzz targets share: one runtime, one role holding scripted credentials, and a
 //! way to push arbitrary bytes through a listener's real connection settings
-//! ([`sts_sidecar::server::Connections`]) over an in-memory stream.
+//! ([`sts_sidecar::listener::Connections`]) over an in-memory stream.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use hyper::body::Incoming;
 use sts_sidecar::backend::{Credentials, Error, SecretAccessKey, SessionToken};
 use sts_sidecar::cache::{self, Refresh, RoleHandle};
 use sts_sidecar::metrics::Metrics;
-use sts_sidecar::server::{Body, Connections, Limits, Roles};
+use sts_sidecar::listener::{Body, Connections, Limits};
+use sts_sidecar::server::Roles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The authorization token the credentials listener accepts.

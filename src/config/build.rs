@@ -29,8 +29,9 @@ use crate::backend::arn;
 use crate::backend::roles_anywhere::{self, default_endpoint};
 use crate::checker::{Checker, Field, Layer, Origin, Origins, layer};
 use crate::identity::IdentityFiles;
+use crate::listener::{DEFAULT_MAX_CONNECTIONS, Limits};
+use crate::server::AuthToken;
 use crate::server::auth::SHORT_TOKEN;
-use crate::server::{AuthToken, DEFAULT_MAX_CONNECTIONS, Limits};
 use crate::token::{self, KindName};
 
 /// Builds the typed config; `None` when something essential is missing (the problems say what).

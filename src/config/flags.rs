@@ -19,7 +19,7 @@ use crate::env::Env;
 use crate::token;
 
 /// Variables of our namespace that are not flags: read where they are used.
-const OTHER_VARS: &[&str] = &[
+pub(super) const OTHER_VARS: &[&str] = &[
     crate::telemetry::ENV_LOG,
     crate::telemetry::ENV_LOG_FORMAT,
     token::oidc::ENV_CLIENT_SECRET,
@@ -224,23 +224,11 @@ pub(crate) struct EnvLayer {
     pub(crate) problems: Vec<Problem>,
 }
 
-/// Every variable of the namespace sts-sidecar reads, whichever subcommand reads it.
-pub(crate) fn known_variables() -> Vec<String> {
-    let mut names: Vec<String> = [command(), super::issuer::command()]
-        .iter()
-        .flat_map(|c| c.get_arguments().filter_map(|a| a.get_long()).map(env_name))
-        .chain(OTHER_VARS.iter().map(|v| (*v).to_owned()))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// Reads the variables of `command`'s flags, each with its flag's own parser.
-pub(crate) fn env_layer(command: &Command, env: &dyn Env) -> EnvLayer {
+/// Reads the variables of `command`'s flags, each with its flag's own parser; a variable of our
+/// namespace that is none of them and not in `known` (every subcommand's) is a problem.
+pub(crate) fn env_layer(command: &Command, env: &dyn Env, known: &[String]) -> EnvLayer {
     let mut problems = Vec::new();
     let mut argv: Vec<OsString> = Vec::new();
-    let known = known_variables();
     let mut vars = env.vars();
     vars.sort();
     for (var, value) in vars {
@@ -317,7 +305,7 @@ impl Overrides {
         let EnvLayer {
             matches: from_env,
             mut problems,
-        } = env_layer(&command, env);
+        } = env_layer(&command, env, &super::known_variables());
         let (mut common, mut server) = match &from_env {
             Some(m) => (
                 CommonFlags::from_arg_matches(m).unwrap_or_default(),

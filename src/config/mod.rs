@@ -44,8 +44,26 @@ pub use flags::{CommonFlags, Overrides, ServerFlags};
 use crate::backend::StsSettings;
 use crate::backend::roles_anywhere;
 use crate::checker::Checker;
-use crate::server::{AuthToken, Limits};
+use crate::listener::Limits;
+use crate::server::AuthToken;
 use crate::token;
+
+/// Every variable of the namespace sts-sidecar reads, whichever subcommand reads it (the
+/// sidecar's flags, the issuer's, and the few that are not flags).
+pub(crate) fn known_variables() -> Vec<String> {
+    let mut names: Vec<String> = [flags::command(), issuer::command()]
+        .iter()
+        .flat_map(|c| {
+            c.get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(flags::env_name)
+        })
+        .chain(flags::OTHER_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
 
 /// The prefix of flag variables (`STS_SIDECAR_ROLE_ARN` for `--role-arn`).
 pub const ENV_PREFIX: &str = "STS_SIDECAR_";

@@ -6,6 +6,7 @@
 //! a configured intermediate), the leaf must be inside its validity period, allowed for client
 //! authentication, not a CA, and its subject must hold exactly one `OU=organization:<guid>`,
 //! `OU=space:<guid>` and `OU=app:<guid>`. The identity is read from that verified leaf only.
+//! What a verification found is remembered per chain by `chains.rs`.
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
@@ -49,6 +50,97 @@ impl Instance {
     pub fn subject(&self) -> String {
         format!("{}:{}:{}", self.org, self.space, self.app)
     }
+
+    /// The bytes it holds (for memory bounds).
+    pub fn size(&self) -> usize {
+        self.org.len() + self.space.len() + self.app.len() + self.instance.len()
+    }
+}
+
+/// What a verified chain proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Who the leaf names.
+    pub instance: Instance,
+    /// The leaf's `SubjectPublicKeyInfo` (DER): what an assertion must be signed with.
+    pub spki: Vec<u8>,
+    /// The leaf's `notAfter` (Unix seconds): no token outlives it.
+    pub not_after: i64,
+    /// The earliest `notAfter` in the chain: how long this verification may be remembered.
+    pub chain_not_after: i64,
+}
+
+/// Why a chain does not prove an instance identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// No certificate at all.
+    #[error("no certificate")]
+    Empty,
+    /// More than 4 intermediates.
+    #[error("more than 4 intermediates")]
+    TooLong,
+    /// The leaf is not DER webpki can read.
+    #[error("the leaf is not a valid certificate")]
+    BadLeaf,
+    /// An instance identity used to sign another certificate.
+    #[error(
+        "a certificate in the chain signed another but is not a CA (an instance identity used \
+         as a CA)"
+    )]
+    LeafAsCa,
+    /// A CA certificate presented as the leaf.
+    #[error("the leaf is a CA certificate, not an instance identity")]
+    CaAsLeaf,
+    /// No client-authentication usage.
+    #[error("the certificate is not allowed for client authentication")]
+    NotClientAuth,
+    /// Not issued under a configured CA.
+    #[error("the chain does not verify to a configured instance identity CA")]
+    UnknownIssuer,
+    /// A signature in the chain is wrong.
+    #[error(
+        "a signature in the chain does not verify (a certificate was altered or issued by \
+         another key)"
+    )]
+    BadSignature,
+    /// Anything else webpki refused (its words).
+    #[error("the chain does not verify ({0})")]
+    Other(String),
+    /// The leaf verifies but its subject is not an instance identity's.
+    #[error(transparent)]
+    Subject(SubjectError),
+}
+
+/// Why a leaf's subject names no single instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// x509-parser cannot read it.
+    #[error("the leaf cannot be parsed")]
+    Unparsable,
+    /// An `OU=<what>:` whose value is not a guid.
+    #[error("the OU {0}: value is not a guid")]
+    NotAGuid(&'static str),
+    /// No `OU=<what>:`.
+    #[error("the subject has no OU={0}:")]
+    Missing(&'static str),
+    /// Several `OU=<what>:`.
+    #[error("the subject has {1} OU={0}: values")]
+    Several(&'static str, usize),
+    /// No single guid CN.
+    #[error("the subject has no single instance guid CN")]
+    NoInstance,
+}
+
+impl From<SubjectError> for Refusal {
+    fn from(e: SubjectError) -> Self {
+        Refusal::Chain(ChainError::Subject(e))
+    }
+}
+
+impl From<ChainError> for Refusal {
+    fn from(e: ChainError) -> Self {
+        Refusal::Chain(e)
+    }
 }
 
 impl CaBundle {
@@ -90,20 +182,16 @@ impl CaBundle {
     }
 
     /// Verifies `chain` (leaf first) at `now` for client authentication and reads the instance
-    /// it names. Returns the instance and the leaf's `SubjectPublicKeyInfo` (DER).
-    pub fn verify(
-        &self,
-        chain: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(Instance, Vec<u8>), Refusal> {
+    /// it names.
+    pub fn verify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<Verified, Refusal> {
         let Some((leaf, intermediates)) = chain.split_first() else {
-            return Err(Refusal::Chain("no certificate".to_owned()));
+            return Err(ChainError::Empty.into());
         };
         if intermediates.len() > 4 {
-            return Err(Refusal::Chain("more than 4 intermediates".to_owned()));
+            return Err(ChainError::TooLong.into());
         }
         let end_entity = webpki::EndEntityCert::try_from(leaf)
-            .map_err(|e| Refusal::Chain(format!("the leaf is not a valid certificate ({e})")))?;
+            .map_err(|_| Refusal::from(ChainError::BadLeaf))?;
         let algorithms = rustls::crypto::aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .all;
@@ -118,9 +206,19 @@ impl CaBundle {
                 None,
             )
             .map_err(refusal)?;
-        let instance = read_instance(leaf.as_ref())?;
-        let spki = leaf_spki(leaf.as_ref())?;
-        Ok((instance, spki))
+        let (instance, spki, not_after) = read_leaf(leaf.as_ref())?;
+        let mut chain_not_after = not_after;
+        for cert in intermediates {
+            if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+                chain_not_after = chain_not_after.min(c.validity().not_after.timestamp());
+            }
+        }
+        Ok(Verified {
+            instance,
+            spki,
+            not_after,
+            chain_not_after,
+        })
     }
 }
 
@@ -128,37 +226,22 @@ impl CaBundle {
 fn refusal(e: webpki::Error) -> Refusal {
     use webpki::Error as E;
     match e {
-        E::CertExpired { .. } => Refusal::Validity("the certificate has expired".to_owned()),
-        E::CertNotValidYet { .. } => {
-            Refusal::Validity("the certificate is not valid yet".to_owned())
-        }
-        E::EndEntityUsedAsCa => Refusal::Chain(
-            "a certificate in the chain signed another but is not a CA (an instance identity \
-             used as a CA)"
-                .to_owned(),
-        ),
-        E::CaUsedAsEndEntity => {
-            Refusal::Chain("the leaf is a CA certificate, not an instance identity".to_owned())
-        }
-        E::RequiredEkuNotFoundContext(_) => {
-            Refusal::Chain("the certificate is not allowed for client authentication".to_owned())
-        }
-        E::UnknownIssuer => Refusal::Chain(
-            "the chain does not verify to a configured instance identity CA".to_owned(),
-        ),
-        E::InvalidSignatureForPublicKey => Refusal::Chain(
-            "a signature in the chain does not verify (a certificate was altered or issued by \
-             another key)"
-                .to_owned(),
-        ),
-        other => Refusal::Chain(format!("the chain does not verify ({other})")),
+        E::CertExpired { .. } => Refusal::Validity(true),
+        E::CertNotValidYet { .. } => Refusal::Validity(false),
+        E::EndEntityUsedAsCa => ChainError::LeafAsCa.into(),
+        E::CaUsedAsEndEntity => ChainError::CaAsLeaf.into(),
+        E::RequiredEkuNotFoundContext(_) => ChainError::NotClientAuth.into(),
+        E::UnknownIssuer => ChainError::UnknownIssuer.into(),
+        E::InvalidSignatureForPublicKey => ChainError::BadSignature.into(),
+        other => ChainError::Other(other.to_string()).into(),
     }
 }
 
-/// The organization, space, app and instance of a leaf, read from its subject.
-fn read_instance(der: &[u8]) -> Result<Instance, Refusal> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|_| Refusal::Subject("the leaf cannot be parsed".to_owned()))?;
+/// The organization, space, app and instance of a leaf, read from its subject; its key and its
+/// `notAfter`.
+fn read_leaf(der: &[u8]) -> Result<(Instance, Vec<u8>, i64), SubjectError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|_| SubjectError::Unparsable)?;
     let subject = cert.subject();
     let mut org = Vec::new();
     let mut space = Vec::new();
@@ -173,17 +256,12 @@ fn read_instance(der: &[u8]) -> Result<Instance, Refusal> {
             app.push(v);
         }
     }
-    let one = |values: Vec<&str>, what: &str| -> Result<String, Refusal> {
+    let one = |values: Vec<&str>, what: &'static str| -> Result<String, SubjectError> {
         match values.as_slice() {
             [v] if is_guid(v) => Ok((*v).to_owned()),
-            [_] => Err(Refusal::Subject(format!(
-                "the OU {what}: value is not a guid"
-            ))),
-            [] => Err(Refusal::Subject(format!("the subject has no OU={what}:"))),
-            _ => Err(Refusal::Subject(format!(
-                "the subject has {} OU={what}: values",
-                values.len()
-            ))),
+            [_] => Err(SubjectError::NotAGuid(what)),
+            [] => Err(SubjectError::Missing(what)),
+            _ => Err(SubjectError::Several(what, values.len())),
         }
     };
     let org = one(org, "organization")?;
@@ -195,29 +273,25 @@ fn read_instance(der: &[u8]) -> Result<Instance, Refusal> {
         .collect();
     let instance = match cns.as_slice() {
         [cn] if is_guid(cn) => (*cn).to_owned(),
-        _ => {
-            return Err(Refusal::Subject(
-                "the subject has no single instance guid CN".to_owned(),
-            ));
-        }
+        _ => return Err(SubjectError::NoInstance),
     };
-    Ok(Instance {
-        org,
-        space,
-        app,
-        instance,
-    })
+    let spki = cert.public_key().raw.to_vec();
+    let not_after = cert.validity().not_after.timestamp();
+    Ok((
+        Instance {
+            org,
+            space,
+            app,
+            instance,
+        },
+        spki,
+        not_after,
+    ))
 }
 
 /// A guid as Diego writes them (hexadecimal and dashes), at most 64 characters.
 fn is_guid(v: &str) -> bool {
     !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-}
-
-fn leaf_spki(der: &[u8]) -> Result<Vec<u8>, Refusal> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|_| Refusal::Subject("the leaf cannot be parsed".to_owned()))?;
-    Ok(cert.public_key().raw.to_vec())
 }
 
 #[cfg(test)]

@@ -131,3 +131,41 @@ pub fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Respons
     }
     r
 }
+
+/// An issuer's settings for tests: `url` as the issuer URL, the CA bundle and signing key
+/// files, assertions and mTLS accepted, every other setting at its default (the reload
+/// interval an hour: tests reload by hand or with paused time). Change what a test needs.
+pub fn issuer_settings(
+    url: &str,
+    ca: std::path::PathBuf,
+    signing_key: std::path::PathBuf,
+) -> crate::issuer::Settings {
+    use crate::issuer::{Accept, Budget, KeySource, Settings};
+    use std::time::Duration;
+    Settings {
+        issuer_url: url.to_owned(),
+        token_urls: Vec::new(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_origin: "test".into(),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_listen_origin: "test".into(),
+        ca: vec![KeySource::File(ca)],
+        signing_key: KeySource::File(signing_key),
+        publish_keys: Vec::new(),
+        tls: None,
+        accept: Accept::default(),
+        audiences: vec!["sts.amazonaws.com".into()],
+        lifetime: Duration::from_secs(3600),
+        allow_orgs: Vec::new(),
+        allow_spaces: Vec::new(),
+        session_tags: false,
+        source_identity: false,
+        jwks_max_age: Duration::from_secs(600),
+        reload_interval: Duration::from_secs(3600),
+        budget: Budget::default(),
+        limits: crate::listener::Limits {
+            reads_bodies: true,
+            ..crate::listener::Limits::default()
+        },
+    }
+}

@@ -216,6 +216,18 @@ impl TestPki {
         not_before: u64,
         not_after: u64,
     ) -> Result<InstanceIdentity, BoxError> {
+        self.issue_as(&self.ids.clone(), kind, not_before, not_after)
+    }
+
+    /// An identity of this CA naming `ids` (another instance, or a subject that is not an
+    /// instance's), valid between two Unix times.
+    pub fn issue_as(
+        &self,
+        ids: &CfIds,
+        kind: KeyKind,
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<InstanceIdentity, BoxError> {
         let (key_pem, spki_der) = match kind {
             KeyKind::RsaPkcs1 | KeyKind::RsaPkcs8 => {
                 let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
@@ -259,7 +271,6 @@ impl TestPki {
                 (key.serialize_pem(), key.subject_public_key_info())
             }
         };
-        let ids = &self.ids;
         let subject = Name::from_str(&format!(
             "CN={},OU=organization:{}+OU=space:{}+OU=app:{}",
             ids.instance, ids.org, ids.space, ids.app

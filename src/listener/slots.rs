@@ -2,8 +2,10 @@
 //!
 //! A listener holds at most `max_connections` connections. When they are all taken, the next
 //! one is not left waiting behind them: the slot of the oldest connection that is only waiting
-//! (it has sent nothing yet, or sits idle between requests, or trickles a request head) is given
-//! to the new one, and that connection is closed. Oldest by when it was accepted: a client that
+//! (it has sent nothing yet, or sits idle between requests, or trickles a request head or body)
+//! is given to the new one, and that connection is closed. A connection whose bytes have
+//! arrived but not been read yet is not waiting, whatever this process has seen of it: on a
+//! busy machine its task may simply not have run yet (see `deadline.rs`). Oldest by when it was accepted: a client that
 //! has just connected is about to send its request and must not be pushed out by the next
 //! connection of a flood, whatever the flood's connections do (send nothing, or trickle). A
 //! connection whose request is being answered keeps its slot, so accepting pauses only while
@@ -23,15 +25,17 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::head_deadline::Activity;
+use super::deadline::Activity;
 
 /// How often a full listener looks again for a connection that has gone idle (a request
 /// answered does not announce it).
 const RECHECK: Duration = Duration::from_millis(10);
 /// A connection keeps its slot for at least this long after it was accepted: time for a client
-/// that has just connected to send its request, however fast a flood reconnects. It also bounds
-/// the churn of a flood to `cap / MIN_AGE` connections a second.
-const MIN_AGE: Duration = Duration::from_millis(100);
+/// that has just connected to send its request, however fast a flood reconnects, on a machine
+/// busy enough that the client is not scheduled at once (at 100 ms, a burst of 600 requests
+/// beside two CPU hogs lost some). It also bounds the churn of a flood to `cap / MIN_AGE`
+/// connections a second.
+pub(crate) const MIN_AGE: Duration = Duration::from_millis(300);
 
 /// The slots of one listener.
 #[derive(Debug)]
@@ -111,7 +115,9 @@ impl Slots {
             .open
             .iter()
             .take_while(|(_, held)| now.duration_since(held.accepted) >= MIN_AGE)
-            .find(|(_, held)| held.abort.is_some() && held.activity.waiting())
+            .find(|(_, held)| {
+                held.abort.is_some() && held.activity.waiting() && !held.activity.pending()
+            })
             .map(|(id, _)| *id);
         let Some(id) = victim else {
             return false;
@@ -209,7 +215,7 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::head_deadline;
+    use super::super::deadline as head_deadline;
     use super::*;
 
     fn parked() -> tokio::task::JoinHandle<()> {
@@ -222,7 +228,7 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..3 {
             slots.room().await;
-            let (_, _, activity) = head_deadline::pair(Duration::from_secs(60));
+            let (_, _, activity) = head_deadline::pair(Duration::from_secs(60), None);
             let slot = slots.take(activity);
             let task = parked();
             slot.closes_with(task.abort_handle());
@@ -242,14 +248,14 @@ mod tests {
     async fn the_oldest_waiting_connection_goes_first_whatever_it_sent() {
         let slots = Slots::new(2);
         // The older one has spoken and sits idle between requests (hyper waits for a head)...
-        let (timer, _watchdog, spoke) = head_deadline::pair(Duration::from_secs(60));
+        let (timer, _watchdog, spoke) = head_deadline::pair(Duration::from_secs(60), None);
         spoke.note_spoke();
         let _idle = hyper::rt::Timer::sleep(&timer, Duration::from_secs(5));
         let old = slots.take(spoke);
         let old_task = parked();
         old.closes_with(old_task.abort_handle());
         // ...the newer one has just connected and not sent its request yet.
-        let (_, _, silent) = head_deadline::pair(Duration::from_secs(60));
+        let (_, _, silent) = head_deadline::pair(Duration::from_secs(60), None);
         let new = slots.take(silent);
         let new_task = parked();
         new.closes_with(new_task.abort_handle());
@@ -262,7 +268,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_just_accepted_keeps_its_slot_for_a_moment() {
         let slots = Slots::new(1);
-        let (_, _, silent) = head_deadline::pair(Duration::from_secs(60));
+        let (_, _, silent) = head_deadline::pair(Duration::from_secs(60), None);
         let slot = slots.take(silent);
         let task = parked();
         slot.closes_with(task.abort_handle());
@@ -281,7 +287,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_being_answered_keeps_its_slot() {
         let slots = Slots::new(1);
-        let (_timer, _watchdog, busy) = head_deadline::pair(Duration::from_secs(60));
+        let (_timer, _watchdog, busy) = head_deadline::pair(Duration::from_secs(60), None);
         // It has spoken and no head is being read: a request is being answered.
         busy.note_spoke();
         let slot = slots.take(busy);

@@ -12,6 +12,44 @@ use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
+use super::{Presented, Proof, Proven, Refusal, Verifier};
+
+/// The header's name.
+pub const HEADER: &str = "x-forwarded-client-cert";
+
+/// The certificate in `X-Forwarded-Client-Cert`.
+#[derive(Debug)]
+pub struct Xfcc;
+
+impl Proof for Xfcc {
+    const NAME: &'static str = "xfcc";
+    const HOW: &'static str = "the certificate in X-Forwarded-Client-Cert";
+    const DEFAULT: bool = false;
+    const CAUTION: Option<&'static str> = Some(
+        "X-Forwarded-Client-Cert is accepted: it proves only what the router in front put there; \
+         the router must remove what clients send (gorouter: forwarded_client_cert: \
+         sanitize_set; `forward` and `always_forward` both pass a header the client wrote) and \
+         nothing else may reach the issuer",
+    );
+
+    fn verify(req: &Presented<'_>, v: &Verifier<'_>) -> Option<Result<Proven, Refusal>> {
+        let mut values = req.headers.get_all(HEADER).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return Some(Err(Refusal::Xfcc(XfccError::Several)));
+        }
+        let proven = parse(first.as_bytes())
+            .map_err(Refusal::Xfcc)
+            .and_then(|chain| v.chains.verify(&chain, v.now))
+            .map(|verified| Proven {
+                instance: verified.instance,
+                not_after: verified.not_after,
+                jti: None,
+            });
+        Some(proven)
+    }
+}
+
 /// The largest header value read.
 pub const MAX_LEN: usize = 16 * 1024;
 

@@ -1,4 +1,7 @@
-//! The header-read timeout, enforced per connection without a timer entry per request.
+//! A connection's deadlines (its first byte, each request head, a request body being read) and
+//! what the listener's slots see of it ([`Activity`]).
+//!
+//! # Heads
 //!
 //! hyper's `header_read_timeout` asks its timer for a sleep each time it starts reading a request
 //! head and drops it when the head has arrived. With hyper-util's `TokioTimer` that is an
@@ -11,8 +14,19 @@
 //! flow), and ends the connection if a head read is still in progress past it. Idle keep-alive
 //! connections are closed the same way: hyper starts reading the next head as soon as a response
 //! is written.
+//!
+//! # Bytes that have arrived are never idle
+//!
+//! A connection counts as *waiting* (so that its slot may go to a newer one, and its deadlines
+//! apply) while it has sent nothing yet, while a request head is being read, or while a handler
+//! reads its request body ([`Activity::body`]). But "sent nothing" is what this process has
+//! *read*: on a busy machine a client's request may sit in the socket's receive queue for a
+//! while before the connection's task runs. [`Activity::pending`] looks at that queue (a
+//! one-byte `MSG_PEEK`), so that neither the slots nor the watchdog take a connection whose
+//! request has arrived for an idle one.
 
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +48,10 @@ struct Shared {
     spoke: AtomicBool,
     /// Until when a client that has sent nothing keeps its connection.
     first_byte_by: Instant,
+    /// The deadline of a request body being read, encoded as `deadline`.
+    body_deadline: AtomicU64,
+    /// The connection's socket, to look at its receive queue (none for in-memory streams).
+    fd: Option<RawFd>,
 }
 
 impl Shared {
@@ -59,14 +77,19 @@ fn now() -> Instant {
 
 /// A timer for one connection, the watchdog that enforces its deadlines, and what the slots of
 /// the listener see of it. A connection that has sent nothing `first_byte_within` after it was
-/// accepted is ended as late.
-pub(crate) fn pair(first_byte_within: Duration) -> (HeadTimer, Watchdog, Activity) {
+/// accepted is ended as late. `fd` is its socket, when it has one.
+pub(crate) fn pair(
+    first_byte_within: Duration,
+    fd: Option<RawFd>,
+) -> (HeadTimer, Watchdog, Activity) {
     let epoch = now();
     let shared = Arc::new(Shared {
         deadline: AtomicU64::new(NONE),
         epoch,
         spoke: AtomicBool::new(false),
         first_byte_by: epoch + first_byte_within,
+        body_deadline: AtomicU64::new(NONE),
+        fd,
     });
     (
         HeadTimer(shared.clone()),
@@ -81,10 +104,37 @@ pub(crate) struct Activity(Arc<Shared>);
 
 impl Activity {
     /// Waiting: it has sent nothing yet, or a request head is being read (an idle keep-alive
-    /// connection, a client trickling its headers). Such a connection may give way to a new
-    /// one at the cap; one whose request is being answered may not.
+    /// connection, a client trickling its headers), or a handler is reading its request body.
+    /// Such a connection may give way to a new one at the cap (unless bytes it sent are
+    /// [`pending`](Activity::pending)); one whose request is being answered may not.
     pub(crate) fn waiting(&self) -> bool {
-        !self.spoke() || self.0.deadline().is_some()
+        !self.spoke()
+            || self.0.deadline().is_some()
+            || self.0.body_deadline.load(Ordering::Acquire) != NONE
+    }
+
+    /// Whether bytes the client sent wait in the socket's receive queue, not read yet (by a
+    /// task that has not run yet on a busy machine). Also true when the client has closed its
+    /// side and that is what waits to be read: either way the connection is not silent.
+    pub(crate) fn pending(&self) -> bool {
+        use nix::sys::socket::{MsgFlags, recv};
+        let Some(fd) = self.0.fd else { return false };
+        let mut byte = [0u8; 1];
+        // The descriptor stays open while the connection's slot is held (the slot is freed
+        // after the stream is dropped, a few instructions later): at worst this peeks at a
+        // connection accepted in between, which only makes the answer more cautious.
+        matches!(
+            recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+            Ok(n) if n > 0
+        )
+    }
+
+    /// Marks a request body as being read until `deadline`: the connection counts as waiting
+    /// meanwhile. The mark is cleared when the returned guard is dropped.
+    pub(crate) fn body(&self, deadline: Instant) -> BodyMark {
+        let code = self.0.encode(deadline);
+        self.0.body_deadline.store(code, Ordering::Release);
+        BodyMark(self.0.clone())
     }
 
     /// Whether the client has sent a byte yet.
@@ -95,6 +145,16 @@ impl Activity {
     #[cfg(test)]
     pub(crate) fn note_spoke(&self) {
         self.0.spoke.store(true, Ordering::Release);
+    }
+}
+
+/// A request body being read (see [`Activity::body`]).
+#[derive(Debug)]
+pub(crate) struct BodyMark(Arc<Shared>);
+
+impl Drop for BodyMark {
+    fn drop(&mut self) {
+        self.0.body_deadline.store(NONE, Ordering::Release);
     }
 }
 
@@ -221,29 +281,40 @@ impl Drop for HeadSleep {
     }
 }
 
-/// Ends a connection whose request head is late.
+/// How long the watchdog waits again when a deadline has passed but the client's bytes wait
+/// unread in the socket (this process is slower than the client, not the other way round).
+const UNREAD_GRACE: Duration = Duration::from_millis(100);
+
+/// Ends a connection whose first byte or request head is late.
 #[derive(Debug)]
 pub(crate) struct Watchdog(Arc<Shared>);
 
 impl Watchdog {
-    /// Completes when a head read has been in progress past its deadline. While no head is
-    /// being read (a request is being answered) it looks again every `period`. The caller
-    /// stops polling it when the connection ends.
+    /// Completes when the connection has sent nothing by its first-byte deadline, or a head
+    /// read has been in progress past its deadline, and nothing it sent waits unread. While no
+    /// head is being read (a request is being answered) it looks again every `period`. The
+    /// caller stops polling it when the connection ends.
     pub(crate) async fn expired(self, period: Duration) {
         let sleep = tokio::time::sleep(period);
         tokio::pin!(sleep);
+        let activity = Activity(self.0.clone());
         loop {
             let now = now();
             let silent = !self.0.spoke.load(Ordering::Acquire);
-            if silent && self.0.first_byte_by <= now {
-                return;
-            }
-            let mut next = match self.0.deadline() {
-                Some(deadline) if deadline <= now => return,
-                Some(deadline) => deadline,
-                None => now + period,
+            let late = (silent && self.0.first_byte_by <= now)
+                || self.0.deadline().is_some_and(|d| d <= now);
+            let mut next = if late {
+                if !activity.pending() {
+                    return;
+                }
+                now + UNREAD_GRACE
+            } else {
+                match self.0.deadline() {
+                    Some(deadline) => deadline,
+                    None => now + period,
+                }
             };
-            if silent {
+            if silent && self.0.first_byte_by > now {
                 next = next.min(self.0.first_byte_by);
             }
             sleep.as_mut().reset(next.into());
@@ -258,7 +329,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_head_read_past_its_deadline_expires_the_watchdog() {
-        let (timer, watchdog, _) = pair(Duration::from_secs(3600));
+        let (timer, watchdog, _) = pair(Duration::from_secs(3600), None);
         let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
         let head = timer.sleep(Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(4_999)).await;
@@ -271,7 +342,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn finished_heads_keep_the_connection_open() {
-        let (timer, watchdog, _) = pair(Duration::from_secs(3600));
+        let (timer, watchdog, _) = pair(Duration::from_secs(3600), None);
         let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
         // Forty requests, each head taking a second and its answer a second: 80 s, never late.
         for _ in 0..40 {
@@ -290,7 +361,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_says_nothing_is_late_at_the_first_byte_deadline() {
-        let (_timer, watchdog, activity) = pair(Duration::from_secs(1));
+        let (_timer, watchdog, activity) = pair(Duration::from_secs(1), None);
         let watch = tokio::spawn(watchdog.expired(Duration::from_secs(5)));
         assert!(activity.waiting());
         tokio::time::sleep(Duration::from_millis(999)).await;
@@ -302,7 +373,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reset_moves_the_deadline() {
-        let (timer, _watchdog, _) = pair(Duration::from_secs(3600));
+        let (timer, _watchdog, _) = pair(Duration::from_secs(3600), None);
         let mut head = timer.sleep(Duration::from_secs(1));
         timer.reset(&mut head, now() + Duration::from_secs(10));
         let deadline = timer.0.deadline().expect("a head read is recorded");
@@ -313,7 +384,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dropping_a_replaced_sleep_keeps_the_newer_deadline() {
-        let (timer, _watchdog, _) = pair(Duration::from_secs(3600));
+        let (timer, _watchdog, _) = pair(Duration::from_secs(3600), None);
         let old = timer.sleep(Duration::from_secs(1));
         let new = timer.sleep(Duration::from_secs(2));
         drop(old);
