@@ -13,7 +13,8 @@ cargo build --locked --quiet --profile "$profile" --features test-util \
   --bin sts-sidecar --example issuer_bench --example dev_upstreams --example fleet
 target=${CARGO_TARGET_DIR:-target}/$profile
 "$target/examples/issuer_bench" --bin "$target/sts-sidecar" \
-  --dev-upstreams "$target/examples/dev_upstreams" --out bench "$@"
+  --dev-upstreams "$target/examples/dev_upstreams" --out bench \
+  --compare bench/issuer-006f996.json "$@"
 
 # The capacity of one issuer instance with one core: tokens per CPU-second for assertions with
 # ES256, the slower of the two instance key kinds (P-256 or RSA 3072; Diego's RSA 2048 costs

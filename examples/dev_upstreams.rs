@@ -38,6 +38,9 @@ const USAGE: &str = "usage: dev_upstreams [options]
                                TLS), trusting the Diego root; writes RA_* settings
   --wait-for FILE              exit 0 if FILE exists, 1 otherwise (a health check for images
                                without a shell)
+  --instances N                also write N more instance identities of the same PKI (other
+                               instance guids, P-256 keys) to instances/ beside the certificate,
+                               for load and fairness tests (INSTANCES_DIR, INSTANCES)
   --pki-only                   write the Diego-shaped test PKI to --out-dir and exit:
                                diego-root-ca.pem, diego-intermediate-ca.pem, instance.crt
                                (leaf + intermediate), instance.key (PKCS#1), upstreams-ca.pem";
@@ -52,6 +55,7 @@ async fn main() -> Result<(), BoxError> {
     let mut pki_only = false;
     let mut with_idp = false;
     let mut ra_region: Option<String> = None;
+    let mut instances = 0usize;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -67,6 +71,7 @@ async fn main() -> Result<(), BoxError> {
             "--idp" => with_idp = true,
             "--roles-anywhere" => ra_region = Some(value()?),
             "--pki-only" => pki_only = true,
+            "--instances" => instances = value()?.parse()?,
             "--wait-for" => {
                 let ready = std::path::Path::new(&value()?).exists();
                 std::process::exit(if ready { 0 } else { 1 });
@@ -155,6 +160,26 @@ async fn main() -> Result<(), BoxError> {
             tls_cert.display(),
             tls_key.display(),
             signing_key.display()
+        ));
+    }
+    if instances > 0 {
+        let dir = cert
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join("instances");
+        std::fs::create_dir_all(&dir)?;
+        let now = u64::try_from(sts_sidecar::clock::now_unix()).unwrap_or(0);
+        for i in 0..instances {
+            let mut ids = pki.ids.clone();
+            ids.instance = format!("00000000-0000-4000-8000-{i:012}");
+            let id = pki.issue_as(&ids, KeyKind::EcPkcs8, now - 60, now + 24 * 3600)?;
+            std::fs::write(dir.join(format!("instance-{i}.crt")), &id.cert_pem)?;
+            std::fs::write(dir.join(format!("instance-{i}.key")), &id.key_pem)?;
+        }
+        settings.push_str(&format!(
+            "INSTANCES_DIR={}\nINSTANCES={instances}\n",
+            dir.display()
         ));
     }
     let idp = if with_idp {

@@ -236,7 +236,11 @@ class Stack:
         cmd = [os.path.join(BIN, "sts-sidecar"), "issuer", "--issuer-url", url,
                "--listen", f"127.0.0.1:{self.issuer_port}", "--admin-listen", self.issuer_admin,
                "--instance-identity-ca", u["ISSUER_CA"], "--signing-key", u["ISSUER_SIGNING_KEY"],
-               "--tls-cert", u["ISSUER_TLS_CERT"], "--tls-key", u["ISSUER_TLS_KEY"]]
+               "--tls-cert", u["ISSUER_TLS_CERT"], "--tls-key", u["ISSUER_TLS_KEY"],
+               # Every sidecar of the suite (a hundred starts in a few minutes) presents the one
+               # test instance identity: far more than the per-instance budget allows a real
+               # instance (20 tokens, then one every 30 s).
+               "--instance-burst", "100000", "--instance-refill-secs", "1"]
         self.issuer = self.procs.start("issuer", cmd, env={"PATH": os.environ.get("PATH", ""),
                                                            "STS_SIDECAR_LOG": "info"},
                                        log_path=os.path.join(self.work, "issuer.log"))

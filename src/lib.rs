@@ -13,7 +13,9 @@
 //! 3. [`backend`]: AWS credentials from STS `AssumeRoleWithWebIdentity` with that token, or
 //!    from IAM Roles Anywhere `CreateSession` signed with the certificate's key.
 //! 4. [`cache`]: one refresher task per role publishes credentials; readers only read.
-//! 5. [`server`]: the credentials endpoint and the admin endpoint.
+//! 5. [`server`]: the credentials endpoint and the admin endpoint, built from [`listener`]
+//!    (connection slots, deadlines, bounded bodies: what a connection may cost before anything
+//!    about it is known), which the issuer's listeners use too.
 //!
 //! Around them, dependencies flow one way: [`cli`] and [`cmd`] (one file per subcommand:
 //! arguments and exit codes) use [`app`] (the sidecar assembled from the config: sources,
@@ -25,8 +27,9 @@
 //! `python3 scripts/import-graph.py` prints the graph and fails on a cycle.
 //!
 //! Beside the sidecar, in the same binary: [`issuer`] (`sts-sidecar issuer`, the token service
-//! the `token-service` source calls) with [`jws`] (JWS signing and verification, shared with
-//! the sources). Shared leaves: [`files`] (token files read without blocking or trusting too
+//! the `token-service` source calls: proofs behind one seam, a grant pipeline, budgets per
+//! instance, key material with a lifecycle) with [`jws`] (JWS signing and verification, shared
+//! with the sources). The issuer imports nothing from [`server`]: both stand on [`listener`]. Shared leaves: [`files`] (token files read without blocking or trusting too
 //! much) and [`hardening`] (no core dumps, no same-user debugger).
 //!
 //! # Following a credential

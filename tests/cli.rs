@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sts_sidecar::testing::fake_sts::StsReply;
+use sts_sidecar::testing::fake_sts::{Gate, StsReply};
 
 use crate::support::{AUTH_TOKEN, Options, Stack};
 
@@ -353,24 +353,24 @@ async fn sigterm_and_sigint_stop_the_server_cleanly() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
     // A request in flight: it arrives during the cold start and waits for STS, which answers
-    // 1.3 s after the sidecar asks. SIGTERM with no drain stops the listener at once; the
-    // waiting request must still get its 200 (in-flight requests have 2 s to finish), while
-    // new connections are refused from then on.
+    // only when the test lets it (after SIGTERM). SIGTERM with no drain stops the listener at
+    // once; the waiting request must still get its 200 (in-flight requests have 2 s to finish),
+    // while new connections are refused from then on. No step depends on how fast this machine
+    // is: each waits for what it needs to have happened.
     let stack = Stack::with(Options {
         start: false,
         ..Options::default()
     })
     .await;
-    stack
-        .sts
-        .push_reply(StsReply::Slow(Duration::from_millis(1300)));
+    let gate = Gate::default();
+    stack.sts.push_reply(StsReply::Held(gate.clone()));
     let listen = free_listen_addr();
     let child = spawn_serve(
         &stack,
         &listen,
         &[
             ("STS_SIDECAR_DRAIN_SECS", "0"),
-            ("STS_SIDECAR_COLD_START_WAIT_MS", "5000"),
+            ("STS_SIDECAR_COLD_START_WAIT_MS", "10000"),
         ],
     )
     .await;
@@ -381,6 +381,15 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
         "the binary never listened",
     )
     .await;
+    // The cold start is waiting for STS.
+    wait_for(
+        Duration::from_secs(10),
+        || stack.sts.calls() == 1,
+        "STS was never asked",
+    )
+    .await;
+    let sockets = || sockets_of(child.id());
+    let before = sockets();
     let url = format!("http://{listen}/v1/credentials");
     let http = stack.http.clone();
     let in_flight = tokio::spawn(async move {
@@ -392,8 +401,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
             .expect("the in-flight request failed");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     });
-    // Let the request reach the handler, then stop the sidecar while it waits.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The sidecar has accepted the request's connection, and had time to read it.
+    wait_for(
+        Duration::from_secs(10),
+        || sockets() > before,
+        "the request's connection was never accepted",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!in_flight.is_finished(), "answered before STS did");
     kill(&child, "-TERM");
     wait_accepting(
@@ -407,12 +422,36 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
         !in_flight.is_finished(),
         "the in-flight request ended before the listener closed; the test proves nothing"
     );
+    gate.open();
     let (status, body) = in_flight.await.expect("join");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"SecretAccessKey\""), "{body}");
     let (code, err) = wait_exit(child).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(stack.sts.calls(), 1, "{err}");
+}
+
+/// Waits until `done` holds, checking every 20 ms, failing with `what` after `within`.
+async fn wait_for(within: Duration, done: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many sockets process `pid` holds open (listeners and accepted connections).
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 async fn first_status(stack: &Stack, listen: &str) -> u16 {

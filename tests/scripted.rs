@@ -35,6 +35,8 @@ struct State {
     queue: VecDeque<Step>,
     calls: usize,
     invalidations: usize,
+    /// When each key issued expires, on tokio's clock (the one paused tests move).
+    expiries: std::collections::HashMap<String, tokio::time::Instant>,
 }
 
 impl Scripted {
@@ -46,6 +48,7 @@ impl Scripted {
                 queue: VecDeque::new(),
                 calls: 0,
                 invalidations: 0,
+                expiries: std::collections::HashMap::new(),
             })),
             role_arn: "arn:aws:iam::123456789012:role/scripted".to_owned(),
         }
@@ -69,6 +72,12 @@ impl Scripted {
     /// Token invalidations so far.
     pub fn invalidations(&self) -> usize {
         self.state.lock().invalidations
+    }
+
+    /// When the credentials with `access_key_id` expire, on tokio's clock: as this backend
+    /// issued them, not as the cache computed it.
+    pub fn expires_at(&self, access_key_id: &str) -> Option<tokio::time::Instant> {
+        self.state.lock().expiries.get(access_key_id).copied()
     }
 
     /// Records a token invalidation.
@@ -99,8 +108,13 @@ impl Scripted {
                 });
             }
         };
+        let access_key_id = format!("ASIASCRIPTED{n:08}");
+        self.state.lock().expiries.insert(
+            access_key_id.clone(),
+            tokio::time::Instant::now() + lifetime,
+        );
         Ok(Credentials {
-            access_key_id: format!("ASIASCRIPTED{n:08}"),
+            access_key_id,
             secret_access_key: SecretAccessKey::new(format!("secret{n}")),
             session_token: SessionToken::new(format!("session{n}")),
             expiration: sts_sidecar::clock::now_unix()

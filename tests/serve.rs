@@ -200,7 +200,7 @@ async fn answers_503_with_retry_after_while_upstreams_are_slow() {
     .await;
     stack
         .token_service
-        .push_reply(TokenReply::Slow(Duration::from_secs(4)));
+        .push_reply(TokenReply::Slow(Duration::from_secs(6)));
     let mut stack = stack;
     stack.start_sidecar().await;
     let started = tokio::time::Instant::now();
@@ -216,10 +216,10 @@ async fn answers_503_with_retry_after_while_upstreams_are_slow() {
         "{}",
         r.body
     );
-    assert!(
-        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    // It waited the cold-start grace (1.5 s) rather than answering at once; that it did not
+    // wait for the slow token service is shown by the sidecar still not being ready after the
+    // answer (an upper bound on the time would race a busy machine).
+    assert!(waited >= Duration::from_millis(1400), "{waited:?}");
     let ready = stack.get(&stack.admin_url("/ready"), &[]).await;
     assert_eq!(ready.status, 503);
     stack.wait_ready().await;

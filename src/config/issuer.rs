@@ -31,10 +31,12 @@ pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 pub const DEFAULT_LIFETIME_SECS: u64 = 3600;
 /// `Cache-Control: max-age` of the discovery document and keys by default.
 pub const DEFAULT_JWKS_MAX_AGE_SECS: u64 = 3600;
-/// Open connections at most, by default: with every one held by a client that has sent its
-/// request head and is sending the largest body slowly, the issuer stays inside the 32M its
-/// manifest gives it (bench/hostile.md).
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 512;
+/// Open connections at most, by default. A silent connection costs about 3 KiB, one whose head
+/// has arrived about 14 KiB (hyper's read and write buffers), one sending a body slowly about
+/// 21 KiB, and up to twice that once a flood churns the allocator: with every slot held that
+/// way the issuer peaks at about 23 MiB, inside the 32M its manifest gives it (at 512: 34 MiB;
+/// bench/hostile.md).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
 /// How long a client has from connecting to its first byte of HTTP (a TLS handshake included).
 pub const FIRST_BYTE_SECS: u64 = 5;
 /// The variable Cloud Foundry sets to the port an app must listen on.
@@ -111,8 +113,8 @@ pub struct IssuerFlags {
     #[arg(long, value_name = "SECS", value_parser = whole_number, hide_short_help = true,
           global = true)]
     pub jwks_max_age: Option<u64>,
-    /// Open connections at most; each costs at most about 40 KiB before it proves anything
-    /// [default: 512]
+    /// Open connections at most; one costs 3 to 50 KiB before it proves anything [default:
+    /// 256]
     #[arg(long, value_name = "N", value_parser = whole_number, hide_short_help = true,
           global = true)]
     pub max_connections: Option<u64>,
@@ -472,7 +474,7 @@ fn limits(
         flags.instance_burst,
         u64::from(default.burst),
         1,
-        100_000,
+        10_000_000,
     );
     let refill = number(
         c,
@@ -611,7 +613,7 @@ mod tests {
         );
         assert!(matches!(&s.signing_key, KeySource::Env { var, .. } if var == "SIGNING_KEY"));
         assert!(!format!("{s:?}").contains("BEGIN PRIVATE KEY"));
-        assert_eq!(s.limits.max_connections, 512);
+        assert_eq!(s.limits.max_connections, 256);
         assert!(s.limits.reads_bodies);
         assert_eq!(s.budget, Budget::default());
     }

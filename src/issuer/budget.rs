@@ -66,6 +66,8 @@ const SWEEP_MS: i64 = 10_000;
 #[derive(Debug)]
 pub(super) struct Tenants {
     budget: Budget,
+    max_tenants: usize,
+    max_remembered: usize,
     hasher: std::collections::hash_map::RandomState,
     inner: Mutex<Inner>,
 }
@@ -93,8 +95,15 @@ pub(super) type Spent = Refusal;
 impl Tenants {
     /// Nobody tracked yet.
     pub(super) fn new(budget: Budget) -> Self {
+        Self::with_caps(budget, MAX_TENANTS, MAX_REMEMBERED)
+    }
+
+    /// With other global caps (tests reach them).
+    fn with_caps(budget: Budget, max_tenants: usize, max_remembered: usize) -> Self {
         Self {
             budget,
+            max_tenants,
+            max_remembered,
             hasher: std::collections::hash_map::RandomState::new(),
             inner: Mutex::new(Inner::default()),
         }
@@ -138,7 +147,7 @@ impl Tenants {
         let interval = self.budget.interval_ms();
         let tolerance = interval.saturating_mul(i64::from(self.budget.burst.max(1)) - 1);
         let known = inner.tenants.get(&who).copied();
-        if known.is_none() && inner.tenants.len() >= MAX_TENANTS {
+        if known.is_none() && inner.tenants.len() >= self.max_tenants {
             return Err(Refusal::Busy);
         }
         let tenant = known.unwrap_or_default();
@@ -155,7 +164,7 @@ impl Tenants {
                 retry_after: secs_up(interval),
             });
         }
-        if inner.jtis.len() + keys.len() > MAX_REMEMBERED {
+        if inner.jtis.len() + keys.len() > self.max_remembered {
             return Err(Refusal::Busy);
         }
         for (key, until) in keys {
@@ -261,6 +270,22 @@ mod tests {
         assert_eq!(t.check_replay("0123456789abcdef", later), Ok(()));
         t.spend("c", &[], later + SWEEP_MS).expect("sweep");
         assert_eq!(t.len().1, 0);
+    }
+
+    #[test]
+    fn the_global_caps_are_the_last_resort_and_answer_busy() {
+        let t = Tenants::with_caps(Budget::default(), 2, 3);
+        let now = 1_000_000 * SEC;
+        t.spend("a", &jti(1), now).unwrap();
+        t.spend("b", &jti(2), now).unwrap();
+        // A third instance: no room to count it.
+        assert_eq!(t.spend("c", &jti(3), now), Err(Refusal::Busy));
+        // Known instances go on, until the assertions remembered reach their cap.
+        t.spend("a", &jti(4), now).unwrap();
+        assert_eq!(t.spend("b", &jti(5), now), Err(Refusal::Busy));
+        let r = Refusal::Busy.response();
+        assert_eq!(r.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
     }
 
     #[test]

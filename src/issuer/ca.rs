@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 
 use super::Refusal;
+pub use super::refusal::{ChainError, SubjectError};
 
 /// The configured CA certificates, as trust anchors.
 #[derive(Debug)]
@@ -68,79 +69,6 @@ pub struct Verified {
     pub not_after: i64,
     /// The earliest `notAfter` in the chain: how long this verification may be remembered.
     pub chain_not_after: i64,
-}
-
-/// Why a chain does not prove an instance identity.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// No certificate at all.
-    #[error("no certificate")]
-    Empty,
-    /// More than 4 intermediates.
-    #[error("more than 4 intermediates")]
-    TooLong,
-    /// The leaf is not DER webpki can read.
-    #[error("the leaf is not a valid certificate")]
-    BadLeaf,
-    /// An instance identity used to sign another certificate.
-    #[error(
-        "a certificate in the chain signed another but is not a CA (an instance identity used \
-         as a CA)"
-    )]
-    LeafAsCa,
-    /// A CA certificate presented as the leaf.
-    #[error("the leaf is a CA certificate, not an instance identity")]
-    CaAsLeaf,
-    /// No client-authentication usage.
-    #[error("the certificate is not allowed for client authentication")]
-    NotClientAuth,
-    /// Not issued under a configured CA.
-    #[error("the chain does not verify to a configured instance identity CA")]
-    UnknownIssuer,
-    /// A signature in the chain is wrong.
-    #[error(
-        "a signature in the chain does not verify (a certificate was altered or issued by \
-         another key)"
-    )]
-    BadSignature,
-    /// Anything else webpki refused (its words).
-    #[error("the chain does not verify ({0})")]
-    Other(String),
-    /// The leaf verifies but its subject is not an instance identity's.
-    #[error(transparent)]
-    Subject(SubjectError),
-}
-
-/// Why a leaf's subject names no single instance.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubjectError {
-    /// x509-parser cannot read it.
-    #[error("the leaf cannot be parsed")]
-    Unparsable,
-    /// An `OU=<what>:` whose value is not a guid.
-    #[error("the OU {0}: value is not a guid")]
-    NotAGuid(&'static str),
-    /// No `OU=<what>:`.
-    #[error("the subject has no OU={0}:")]
-    Missing(&'static str),
-    /// Several `OU=<what>:`.
-    #[error("the subject has {1} OU={0}: values")]
-    Several(&'static str, usize),
-    /// No single guid CN.
-    #[error("the subject has no single instance guid CN")]
-    NoInstance,
-}
-
-impl From<SubjectError> for Refusal {
-    fn from(e: SubjectError) -> Self {
-        Refusal::Chain(ChainError::Subject(e))
-    }
-}
-
-impl From<ChainError> for Refusal {
-    fn from(e: ChainError) -> Self {
-        Refusal::Chain(e)
-    }
 }
 
 impl CaBundle {

@@ -4,31 +4,9 @@
 
 use http::header;
 
+pub use super::refusal::FormError;
 use super::{GRANT_JWT_BEARER, Refusal};
 use crate::report::Untrusted;
-
-/// Why a form cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormError {
-    /// A key given twice (in the body, or in the body and the query).
-    #[error("{0} is given more than once")]
-    Duplicate(Untrusted),
-    /// A body of another type.
-    #[error("the body must be application/x-www-form-urlencoded")]
-    ContentType,
-    /// The JWT bearer grant without its assertion.
-    #[error("grant_type is the JWT bearer grant but there is no assertion")]
-    NoAssertion,
-    /// An assertion without the grant that carries it.
-    #[error("an assertion needs grant_type={GRANT_JWT_BEARER}")]
-    NoGrant,
-}
-
-impl From<FormError> for Refusal {
-    fn from(e: FormError) -> Self {
-        Refusal::Form(e)
-    }
-}
 
 /// The token request's form (body) and query.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

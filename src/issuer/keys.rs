@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::chains::Chains;
-use super::settings::Settings;
+use super::settings::{KeySource, Settings};
 use super::{ca, tls};
 use crate::files::{self, Links, ReadError};
 use crate::jws;
@@ -29,38 +29,6 @@ pub const MAX_FILE: u64 = 1024 * 1024;
 /// How long a retired key stays published after the token lifetime: relying parties accept a
 /// token up to 5 minutes past its `exp`.
 pub const RETIRE_SKEW_SECS: i64 = 300;
-
-/// Where a key, certificate or CA bundle is read from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A PEM file, re-read when it changes.
-    File(PathBuf),
-    /// A variable holding the PEM text (read at start).
-    Env {
-        /// The variable.
-        var: String,
-        /// Its value.
-        pem: Arc<Vec<u8>>,
-    },
-}
-
-impl std::fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::File(p) => write!(f, "File({})", p.display()),
-            KeySource::Env { var, .. } => write!(f, "Env({var}, <redacted>)"),
-        }
-    }
-}
-
-impl std::fmt::Display for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::File(p) => write!(f, "{}", p.display()),
-            KeySource::Env { var, .. } => write!(f, "the variable {var}"),
-        }
-    }
-}
 
 /// What a file looked like when read: a change means read again.
 #[derive(Debug, Clone, PartialEq, Eq)]

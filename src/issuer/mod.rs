@@ -43,11 +43,11 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 pub use budget::Budget;
-pub use keys::{Documents, KeySource, LoadError};
+pub use keys::{Documents, LoadError};
 pub use proof::{Accept, ProofKind};
 pub use refusal::Refusal;
 pub use serve::{PeerChain, Running, StartError, start};
-pub use settings::Settings;
+pub use settings::{KeySource, Settings};
 
 use keys::{Material, Retired};
 use metrics::{IssuerMetrics, OutcomeLabel};

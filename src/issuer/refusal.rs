@@ -3,15 +3,29 @@
 //! failed in words; what came from the request is shown escaped and cut
 //! ([`crate::report::Untrusted`]), and never an assertion, a certificate or a token.
 
+//!
+//! The reasons the parts of the grant give (the form's, each proof's, the chain's) are here too,
+//! so that this file depends on nothing else of the issuer's and every step depends on it.
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::ca::ChainError;
-use super::form::FormError;
-use super::proof::assertion::{AssertionError, Staleness};
-use super::proof::xfcc::XfccError;
+use super::GRANT_JWT_BEARER;
 use crate::listener::{Body, BodyError, json_response};
 use crate::report::Untrusted;
+
+/// The longest `jti` accepted (the sidecar sends 32 characters).
+pub const MAX_JTI: usize = 256;
+/// The shortest `jti` accepted.
+pub const MIN_JTI: usize = 16;
+/// How far ahead of the issuer's clock `iat` may be (clock skew).
+pub const MAX_AHEAD: i64 = 60;
+/// How long after `iat` an assertion may expire at most.
+pub const MAX_LIFETIME: i64 = 300;
+/// The most certificates `x5c` may hold.
+pub const MAX_CHAIN: usize = 5;
+/// The largest `X-Forwarded-Client-Cert` value read.
+pub const MAX_XFCC: usize = 16 * 1024;
 
 /// Why a request was refused. Each variant is a reason label in the metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +61,7 @@ pub enum Refusal {
     Validity(bool),
     /// The assertion's signature, or its `iss`/`sub`.
     #[error(transparent)]
-    Signature(super::proof::assertion::SignatureError),
+    Signature(SignatureError),
     /// The assertion was made for another issuer.
     #[error("the assertion's aud is {got}, not this issuer's ({expected})")]
     Audience {
@@ -205,6 +219,195 @@ impl Refusal {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         r
+    }
+}
+
+/// Why a form cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// A key given twice (in the body, or in the body and the query).
+    #[error("{0} is given more than once")]
+    Duplicate(Untrusted),
+    /// A body of another type.
+    #[error("the body must be application/x-www-form-urlencoded")]
+    ContentType,
+    /// The JWT bearer grant without its assertion.
+    #[error("grant_type is the JWT bearer grant but there is no assertion")]
+    NoAssertion,
+    /// An assertion without the grant that carries it.
+    #[error("an assertion needs grant_type={GRANT_JWT_BEARER}")]
+    NoGrant,
+}
+
+impl From<FormError> for Refusal {
+    fn from(e: FormError) -> Self {
+        Refusal::Form(e)
+    }
+}
+
+/// Why an assertion cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    /// Not a compact JWS with JSON header and claims.
+    #[error("the assertion {0}")]
+    NotJws(crate::jws::ParseError),
+    /// No supported `alg`.
+    #[error("the assertion names no alg of RS256, ES256, ES384")]
+    Alg,
+    /// No usable `x5c`.
+    #[error("the assertion has no x5c certificate chain (1 to {MAX_CHAIN} certificates)")]
+    NoChain,
+    /// An `x5c` entry that is not base64.
+    #[error("the assertion has an x5c entry that is not base64 DER")]
+    ChainEntry,
+    /// A claim missing or of the wrong type.
+    #[error("the assertion has no {0} claim of the right type")]
+    Claim(&'static str),
+    /// A `jti` too short or too long.
+    #[error("the assertion's jti must have {MIN_JTI} to {MAX_JTI} characters")]
+    Jti,
+}
+
+impl From<AssertionError> for Refusal {
+    fn from(e: AssertionError) -> Self {
+        Refusal::Assertion(e)
+    }
+}
+
+/// Why an assertion is out of its time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Staleness {
+    /// `iat` ahead of the issuer's clock by more than [`MAX_AHEAD`].
+    #[error(
+        "the assertion was issued {0} s in the future (at most {MAX_AHEAD} s: check the clocks)"
+    )]
+    Ahead(i64),
+    /// `exp` is past.
+    #[error("the assertion expired {0} s ago")]
+    Expired(i64),
+    /// `exp` more than [`MAX_LIFETIME`] after `iat`.
+    #[error("the assertion expires {0} s after it was issued (at most {MAX_LIFETIME} s)")]
+    TooLong(i64),
+}
+
+impl From<Staleness> for Refusal {
+    fn from(e: Staleness) -> Self {
+        Refusal::Stale(e)
+    }
+}
+
+/// Why an assertion's signature or issuer does not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The leaf's key cannot verify a JWS.
+    #[error("the certificate's key {0}")]
+    Key(String),
+    /// The assertion's `alg` is not what the leaf's key signs.
+    #[error("the assertion says {said} but the certificate's key signs {signs}")]
+    Alg {
+        /// The `alg` in the header.
+        said: &'static str,
+        /// What the key signs.
+        signs: &'static str,
+    },
+    /// The signature is wrong.
+    #[error("the assertion's signature does not verify with the certificate's key")]
+    Invalid,
+    /// `iss` or `sub` is not the leaf's CN.
+    #[error("the assertion's iss and sub are not the certificate's CN")]
+    NotTheCn,
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Self {
+        Refusal::Signature(e)
+    }
+}
+
+/// Why the header cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XfccError {
+    /// Longer than [`MAX_XFCC`].
+    #[error("is longer than {MAX_XFCC} bytes")]
+    TooLong,
+    /// Several elements (comma-separated) or several headers: which one names the caller?
+    #[error("holds more than one certificate")]
+    Several,
+    /// Neither base64 DER, a PEM, nor an element with `Cert="..."`.
+    #[error("holds no certificate in a format routers write")]
+    Format,
+}
+
+/// Why a chain does not prove an instance identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// No certificate at all.
+    #[error("no certificate")]
+    Empty,
+    /// More than 4 intermediates.
+    #[error("more than 4 intermediates")]
+    TooLong,
+    /// The leaf is not DER webpki can read.
+    #[error("the leaf is not a valid certificate")]
+    BadLeaf,
+    /// An instance identity used to sign another certificate.
+    #[error(
+        "a certificate in the chain signed another but is not a CA (an instance identity used \
+         as a CA)"
+    )]
+    LeafAsCa,
+    /// A CA certificate presented as the leaf.
+    #[error("the leaf is a CA certificate, not an instance identity")]
+    CaAsLeaf,
+    /// No client-authentication usage.
+    #[error("the certificate is not allowed for client authentication")]
+    NotClientAuth,
+    /// Not issued under a configured CA.
+    #[error("the chain does not verify to a configured instance identity CA")]
+    UnknownIssuer,
+    /// A signature in the chain is wrong.
+    #[error(
+        "a signature in the chain does not verify (a certificate was altered or issued by \
+         another key)"
+    )]
+    BadSignature,
+    /// Anything else webpki refused (its words).
+    #[error("the chain does not verify ({0})")]
+    Other(String),
+    /// The leaf verifies but its subject is not an instance identity's.
+    #[error(transparent)]
+    Subject(SubjectError),
+}
+
+/// Why a leaf's subject names no single instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// x509-parser cannot read it.
+    #[error("the leaf cannot be parsed")]
+    Unparsable,
+    /// An `OU=<what>:` whose value is not a guid.
+    #[error("the OU {0}: value is not a guid")]
+    NotAGuid(&'static str),
+    /// No `OU=<what>:`.
+    #[error("the subject has no OU={0}:")]
+    Missing(&'static str),
+    /// Several `OU=<what>:`.
+    #[error("the subject has {1} OU={0}: values")]
+    Several(&'static str, usize),
+    /// No single guid CN.
+    #[error("the subject has no single instance guid CN")]
+    NoInstance,
+}
+
+impl From<SubjectError> for Refusal {
+    fn from(e: SubjectError) -> Self {
+        Refusal::Chain(ChainError::Subject(e))
+    }
+}
+
+impl From<ChainError> for Refusal {
+    fn from(e: ChainError) -> Self {
+        Refusal::Chain(e)
     }
 }
 

@@ -162,7 +162,9 @@ async fn serve(
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 later.start_accepted(accepted, move |stream| async move {
                     // No TLS state until the client says something.
-                    stream.readable().await.ok()?;
+                    if !listener::first_byte(&stream).await {
+                        return None;
+                    }
                     let tls = match acceptor.accept(stream).await {
                         Ok(tls) => tls,
                         Err(e) => {

@@ -3,10 +3,44 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use super::budget::Budget;
-use super::keys::KeySource;
 use super::proof::Accept;
 use crate::listener::Limits;
+
+/// Where a key, certificate or CA bundle is read from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A PEM file, re-read when it changes.
+    File(PathBuf),
+    /// A variable holding the PEM text (read at start).
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value.
+        pem: Arc<Vec<u8>>,
+    },
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "File({})", p.display()),
+            KeySource::Env { var, .. } => write!(f, "Env({var}, <redacted>)"),
+        }
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "{}", p.display()),
+            KeySource::Env { var, .. } => write!(f, "the variable {var}"),
+        }
+    }
+}
 
 /// The issuer's checked settings.
 #[derive(Debug, Clone)]

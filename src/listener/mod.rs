@@ -279,8 +279,7 @@ impl Later {
         F: Future<Output = Response<Body>> + Send + 'static,
     {
         self.start_accepted(accepted, move |stream| async move {
-            stream.readable().await.ok()?;
-            Some((stream, handler))
+            first_byte(&stream).await.then_some((stream, handler))
         })
     }
 
@@ -359,6 +358,14 @@ impl Later {
         });
         task
     }
+}
+
+/// Waits until the client's first byte has arrived (without reading it); false when the client
+/// closed or the socket failed first. Readiness alone can be reported for a socket that has
+/// nothing to read, so the byte is peeked at.
+pub async fn first_byte(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte).await, Ok(n) if n > 0)
 }
 
 /// A response with `Content-Type: application/json` exactly (no charset: Go SDKs need that).

@@ -33,9 +33,12 @@ const RECHECK: Duration = Duration::from_millis(10);
 /// A connection keeps its slot for at least this long after it was accepted: time for a client
 /// that has just connected to send its request, however fast a flood reconnects, on a machine
 /// busy enough that the client is not scheduled at once (at 100 ms, a burst of 600 requests
-/// beside two CPU hogs lost some). It also bounds the churn of a flood to `cap / MIN_AGE`
-/// connections a second.
-pub(crate) const MIN_AGE: Duration = Duration::from_millis(300);
+/// beside two CPU hogs lost some; a request that has arrived is protected anyway, see
+/// `Activity::pending`). It also bounds the churn of a flood to `cap / MIN_AGE` connections a
+/// second, and so how long a client waits behind a flood in the listen backlog: at 300 ms, 1.5 s
+/// behind 1,400 reconnecting sockets at the sidecar's cap of 256; at 200 ms, 1 s
+/// (bench/hostile.md).
+pub(crate) const MIN_AGE: Duration = Duration::from_millis(200);
 
 /// The slots of one listener.
 #[derive(Debug)]

@@ -273,3 +273,22 @@ async fn a_connection_reading_its_body_is_waiting() {
     drop(mark);
     assert!(!activity.waiting());
 }
+
+#[tokio::test]
+async fn a_silent_connection_waits_for_its_first_byte_without_hyper() {
+    // A fresh socket can look readable before anything arrived: the first byte is peeked at,
+    // not trusted to readiness (a silent connection holds no read or write buffer).
+    use tokio::io::AsyncWriteExt as _;
+    let (mut client, server) = socket_pair().await;
+    let first = tokio::spawn(async move { first_byte(&server).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!first.is_finished(), "nothing was sent");
+    client.write_all(b"G").await.unwrap();
+    assert!(first.await.unwrap());
+    let (client, server) = socket_pair().await;
+    drop(client);
+    assert!(
+        !first_byte(&server).await,
+        "closed before a byte: nothing to serve"
+    );
+}

@@ -32,10 +32,31 @@ pub enum StsReply {
     Error(u16, String, String),
     /// Wait this long, then answer with credentials.
     Slow(Duration),
+    /// Wait until the test opens the gate, then answer with credentials.
+    Held(Gate),
     /// 200 with a body that is not the expected XML.
     MalformedXml,
     /// `InvalidIdentityToken` whose message repeats the token (to prove it is scrubbed).
     EchoToken,
+}
+
+/// What a [`StsReply::Held`] answer waits for.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<tokio::sync::Notify>);
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
+
+impl Gate {
+    /// Lets the held answer go (now, or as soon as it is waiting).
+    pub fn open(&self) {
+        self.0.notify_one();
+    }
 }
 
 impl StsReply {
@@ -411,6 +432,10 @@ impl State {
             StsReply::ShortLived(d) => d,
             StsReply::Slow(delay) => {
                 tokio::time::sleep(delay).await;
+                Duration::from_secs(duration)
+            }
+            StsReply::Held(gate) => {
+                gate.0.notified().await;
                 Duration::from_secs(duration)
             }
             StsReply::Error(status, code, message) => return error(status, &code, &message),

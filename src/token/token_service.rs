@@ -310,10 +310,20 @@ impl TokenService {
             });
         }
         if !status.is_success() {
+            let hint = match status {
+                // sts-sidecar issuer's budget per instance: a sidecar that asks about every
+                // half hour never meets it, so something asks far more often.
+                http::StatusCode::TOO_MANY_REQUESTS => "the token service limits how often one \
+                    instance may ask (it said when to ask again): something asks for tokens far \
+                    more often than a sidecar does; it is retried with backoff"
+                    .to_owned(),
+                s if s.is_server_error() => "the token service failed: it is retried".to_owned(),
+                _ => BASE_URL_HINT.to_owned(),
+            };
             return Err(Error::Status {
                 origin: origin(url),
                 status: status.as_u16(),
-                hint: BASE_URL_HINT.to_owned(),
+                hint,
             });
         }
         let html = super::http::is_html(&response);

@@ -3,6 +3,7 @@
 //! across two instances, the keys published as static files, and the sidecar's token-service
 //! source getting credentials through it from an STS that verifies by discovery.
 
+mod binary;
 mod keys;
 mod limits;
 mod proofs;

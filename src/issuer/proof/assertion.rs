@@ -19,16 +19,9 @@ use super::{Presented, Proof, Proven, Refusal, Verifier};
 use crate::jws::{self, Alg};
 use crate::report::Untrusted;
 
-/// How far ahead of the issuer's clock `iat` may be (clock skew).
-pub const MAX_AHEAD: i64 = 60;
-/// How long after `iat` an assertion may expire at most.
-pub const MAX_LIFETIME: i64 = 300;
-/// The shortest `jti` accepted.
-pub const MIN_JTI: usize = 16;
-/// The longest `jti` accepted (the sidecar sends 32 characters).
-pub const MAX_JTI: usize = 256;
-/// The most certificates `x5c` may hold.
-const MAX_CHAIN: usize = 5;
+pub use super::super::refusal::{
+    AssertionError, MAX_AHEAD, MAX_CHAIN, MAX_JTI, MAX_LIFETIME, MIN_JTI, SignatureError, Staleness,
+};
 
 /// The signed assertion.
 #[derive(Debug)]
@@ -54,83 +47,6 @@ impl Proof for Assertion {
             })
         })();
         Some(proven)
-    }
-}
-
-/// Why an assertion cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AssertionError {
-    /// Not a compact JWS with JSON header and claims.
-    #[error("the assertion {0}")]
-    NotJws(jws::ParseError),
-    /// No supported `alg`.
-    #[error("the assertion names no alg of RS256, ES256, ES384")]
-    Alg,
-    /// No usable `x5c`.
-    #[error("the assertion has no x5c certificate chain (1 to {MAX_CHAIN} certificates)")]
-    NoChain,
-    /// An `x5c` entry that is not base64.
-    #[error("the assertion has an x5c entry that is not base64 DER")]
-    ChainEntry,
-    /// A claim missing or of the wrong type.
-    #[error("the assertion has no {0} claim of the right type")]
-    Claim(&'static str),
-    /// A `jti` too short or too long.
-    #[error("the assertion's jti must have {MIN_JTI} to {MAX_JTI} characters")]
-    Jti,
-}
-
-impl From<AssertionError> for Refusal {
-    fn from(e: AssertionError) -> Self {
-        Refusal::Assertion(e)
-    }
-}
-
-/// Why an assertion is out of its time.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Staleness {
-    /// `iat` ahead of the issuer's clock by more than [`MAX_AHEAD`].
-    #[error("the assertion was issued {0} s in the future (at most {MAX_AHEAD} s: check the clocks)")]
-    Ahead(i64),
-    /// `exp` is past.
-    #[error("the assertion expired {0} s ago")]
-    Expired(i64),
-    /// `exp` more than [`MAX_LIFETIME`] after `iat`.
-    #[error("the assertion expires {0} s after it was issued (at most {MAX_LIFETIME} s)")]
-    TooLong(i64),
-}
-
-impl From<Staleness> for Refusal {
-    fn from(e: Staleness) -> Self {
-        Refusal::Stale(e)
-    }
-}
-
-/// Why an assertion's signature or issuer does not check out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    /// The leaf's key cannot verify a JWS.
-    #[error("the certificate's key {0}")]
-    Key(String),
-    /// The assertion's `alg` is not what the leaf's key signs.
-    #[error("the assertion says {said} but the certificate's key signs {signs}")]
-    Alg {
-        /// The `alg` in the header.
-        said: &'static str,
-        /// What the key signs.
-        signs: &'static str,
-    },
-    /// The signature is wrong.
-    #[error("the assertion's signature does not verify with the certificate's key")]
-    Invalid,
-    /// `iss` or `sub` is not the leaf's CN.
-    #[error("the assertion's iss and sub are not the certificate's CN")]
-    NotTheCn,
-}
-
-impl From<SignatureError> for Refusal {
-    fn from(e: SignatureError) -> Self {
-        Refusal::Signature(e)
     }
 }
 

@@ -50,22 +50,7 @@ impl Proof for Xfcc {
     }
 }
 
-/// The largest header value read.
-pub const MAX_LEN: usize = 16 * 1024;
-
-/// Why the header cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum XfccError {
-    /// Longer than [`MAX_LEN`].
-    #[error("is longer than {MAX_LEN} bytes")]
-    TooLong,
-    /// Several elements (comma-separated) or several headers: which one names the caller?
-    #[error("holds more than one certificate")]
-    Several,
-    /// Neither base64 DER, a PEM, nor an element with `Cert="..."`.
-    #[error("holds no certificate in a format routers write")]
-    Format,
-}
+pub use super::super::refusal::{MAX_XFCC as MAX_LEN, XfccError};
 
 /// The certificate (and any chain) in one header value.
 pub fn parse(value: &[u8]) -> Result<Vec<CertificateDer<'static>>, XfccError> {
