@@ -447,7 +447,7 @@ def main():
             *issuer_table(issuer_runs),
         ]
     text = "\n".join(lines) + "\n"
-    if not (args.only or args.binary):
+    if not args.only:
         with open(os.path.join(ROOT, "bench", "hostile.md"), "w") as f:
             f.write(text)
     print(text)

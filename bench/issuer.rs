@@ -51,9 +51,10 @@ struct Args {
     /// Where to write issuer.md and issuer.json.
     #[arg(long, default_value = "bench")]
     out: PathBuf,
-    /// An earlier run's issuer.json, shown beside this one's tokens per CPU-second.
+    /// An older sts-sidecar binary, measured the same way in the same run, its tokens per
+    /// CPU-second shown beside this one's.
     #[arg(long)]
-    compare: Option<PathBuf>,
+    before_bin: Option<PathBuf>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -514,114 +515,120 @@ async fn main() -> Result<(), BoxError> {
         );
     }
 
-    // ---- the issuer
+    // ---- the issuer (and the build before it, in the same run)
     let mut runs = Vec::new();
-    for (alg, pem) in &signing_keys {
-        let key_path = dir.path().join(format!("signing-{alg}.pem"));
-        std::fs::write(&key_path, pem)?;
-        for tls in [false, true] {
-            let (port, admin) = (free_port(), free_port());
-            let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
-            let mut cmd = Command::new(&args.bin);
-            cmd.args(["issuer", "--issuer-url", &url])
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-                .arg("--instance-identity-ca")
-                .arg(&ca_path)
-                .arg("--signing-key")
-                .arg(&key_path)
-                .args(["--accept", if tls { "mtls" } else { "assertion,xfcc" }])
-                .args(["--max-connections", "4096"])
-                // One instance asks for every token of a run: lift its budget.
-                .args([
-                    "--instance-burst",
-                    "10000000",
-                    "--instance-refill-secs",
-                    "1",
-                ])
-                .env_clear()
-                .env("STS_SIDECAR_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if tls {
-                cmd.arg("--tls-cert")
-                    .arg(&tls_cert)
-                    .arg("--tls-key")
-                    .arg(&tls_key);
-            }
-            let proc = Proc {
-                child: cmd.spawn()?,
-            };
-            wait_ready(&format!("http://127.0.0.1:{admin}/ready")).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let token_url = format!("{url}/token");
-            for (kind, identity) in &instances {
+    let mut binaries = vec![("sts-sidecar issuer", args.bin.clone())];
+    if let Some(before) = &args.before_bin {
+        binaries.push(("before", before.clone()));
+    }
+    for (service, bin) in &binaries {
+        // One instance asks for every token of a run: lift its budget (older builds have none).
+        let budget_flags = Command::new(bin)
+            .args(["issuer", "--help"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("--instance-burst"))
+            .unwrap_or(false);
+        for (alg, pem) in &signing_keys {
+            let key_path = dir.path().join(format!("signing-{alg}.pem"));
+            std::fs::write(&key_path, pem)?;
+            for tls in [false, true] {
+                let (port, admin) = (free_port(), free_port());
+                let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
+                let mut cmd = Command::new(bin);
+                cmd.args(["issuer", "--issuer-url", &url])
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+                    .arg("--instance-identity-ca")
+                    .arg(&ca_path)
+                    .arg("--signing-key")
+                    .arg(&key_path)
+                    .args(["--accept", if tls { "mtls" } else { "assertion,xfcc" }])
+                    .args(["--max-connections", "4096"])
+                    .env_clear()
+                    .env("STS_SIDECAR_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if budget_flags {
+                    cmd.args([
+                        "--instance-burst",
+                        "10000000",
+                        "--instance-refill-secs",
+                        "1",
+                    ]);
+                }
                 if tls {
-                    let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
-                    let requests = vec![
-                        Request {
-                            body: String::new(),
-                            headers: Vec::new()
-                        };
-                        200_000
-                    ];
-                    let clients = mtls_clients(args.concurrency, &pem, &server_ca);
-                    runs.push(
-                        measure(
-                            "sts-sidecar issuer",
-                            "mtls",
-                            kind,
-                            alg,
-                            &proc,
-                            &token_url,
-                            requests,
-                            clients,
-                            args.secs,
-                        )
-                        .await,
-                    );
-                } else {
-                    let n = if *kind == "RSA 3072" { 8_000 } else { 60_000 };
-                    let requests = assertions(identity, &cn, &url, n);
-                    runs.push(
-                        measure(
-                            "sts-sidecar issuer",
-                            "assertion",
-                            kind,
-                            alg,
-                            &proc,
-                            &token_url,
-                            requests,
-                            plain_clients(args.concurrency),
-                            args.secs,
-                        )
-                        .await,
-                    );
-                    let leaf = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-                        .next()
-                        .ok_or("no leaf")??;
-                    let header = base64::engine::general_purpose::STANDARD.encode(leaf);
-                    let requests = vec![
-                        Request {
-                            body: String::new(),
-                            headers: vec![("x-forwarded-client-cert", header)]
-                        };
-                        200_000
-                    ];
-                    runs.push(
-                        measure(
-                            "sts-sidecar issuer",
-                            "xfcc",
-                            kind,
-                            alg,
-                            &proc,
-                            &token_url,
-                            requests,
-                            plain_clients(args.concurrency),
-                            args.secs,
-                        )
-                        .await,
-                    );
+                    cmd.arg("--tls-cert")
+                        .arg(&tls_cert)
+                        .arg("--tls-key")
+                        .arg(&tls_key);
+                }
+                let proc = Proc {
+                    child: cmd.spawn()?,
+                };
+                wait_ready(&format!("http://127.0.0.1:{admin}/ready")).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let token_url = format!("{url}/token");
+                for (kind, identity) in &instances {
+                    if tls {
+                        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+                        let requests = vec![
+                            Request {
+                                body: String::new(),
+                                headers: Vec::new()
+                            };
+                            200_000
+                        ];
+                        let clients = mtls_clients(args.concurrency, &pem, &server_ca);
+                        runs.push(
+                            measure(
+                                service, "mtls", kind, alg, &proc, &token_url, requests, clients,
+                                args.secs,
+                            )
+                            .await,
+                        );
+                    } else {
+                        let n = if *kind == "RSA 3072" { 8_000 } else { 60_000 };
+                        let requests = assertions(identity, &cn, &url, n);
+                        runs.push(
+                            measure(
+                                service,
+                                "assertion",
+                                kind,
+                                alg,
+                                &proc,
+                                &token_url,
+                                requests,
+                                plain_clients(args.concurrency),
+                                args.secs,
+                            )
+                            .await,
+                        );
+                        let leaf = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+                            .next()
+                            .ok_or("no leaf")??;
+                        let header = base64::engine::general_purpose::STANDARD.encode(leaf);
+                        let requests = vec![
+                            Request {
+                                body: String::new(),
+                                headers: vec![("x-forwarded-client-cert", header)]
+                            };
+                            200_000
+                        ];
+                        runs.push(
+                            measure(
+                                service,
+                                "xfcc",
+                                kind,
+                                alg,
+                                &proc,
+                                &token_url,
+                                requests,
+                                plain_clients(args.concurrency),
+                                args.secs,
+                            )
+                            .await,
+                        );
+                    }
                 }
             }
         }
@@ -707,38 +714,30 @@ fn report(runs: &[Run], limits: &[Limit], args: &Args) -> String {
          remembered* is the same without it. Each run asks as one instance, so every token but\n\
          the first uses the remembered chain.\n\n",
     );
-    let before: Vec<serde_json::Value> = args
-        .compare
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["runs"].as_array().cloned())
-        .unwrap_or_default();
     let before_of = |r: &Run| {
-        before
-            .iter()
+        runs.iter()
             .find(|b| {
-                b["service"] == r.service.as_str()
-                    && b["proof"] == r.proof
-                    && b["instance_key"] == r.instance_key
-                    && b["signing"] == r.signing
+                b.service == "before"
+                    && b.proof == r.proof
+                    && b.instance_key == r.instance_key
+                    && b.signing == r.signing
             })
-            .and_then(|b| b["tokens_per_cpu_sec"].as_f64())
-            .map_or("-".to_owned(), |v| format!("{v:.0}"))
+            .map_or("-".to_owned(), |b| format!("{:.0}", b.tokens_per_cpu_sec))
     };
     md.push_str(&format!(
         "Machine: {cpus} cores; {} concurrent clients; {} s per run.\n\n",
         args.concurrency, args.secs
     ));
-    if let Some(p) = &args.compare {
+    if let Some(p) = &args.before_bin {
         md.push_str(&format!(
-            "*Before*: tokens per CPU-second of the run in {} (every token paid for its chain).\n\n",
+            "*Before*: tokens per CPU-second of {}, measured the same way in the same run (it \
+             verifies the chain for every token).\n\n",
             p.display()
         ));
     }
     md.push_str("| service | proof | instance key | signing | tokens/s | tokens per CPU-s | before | limit per CPU-s | limit, chain remembered | share of that | p50 ms | p99 ms | RSS idle MiB | RSS load MiB | failed |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for r in runs {
+    for r in runs.iter().filter(|r| r.service != "before") {
         let limit = limits
             .iter()
             .find(|l| {

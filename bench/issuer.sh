@@ -3,18 +3,21 @@
 # instances with that capacity per issuer instance and one, two and four instances.
 # Writes bench/issuer.md and bench/issuer.json; the fleet runs go to bench/issuer-fleet/.
 #
-#   bench/issuer.sh [--secs 4] [--concurrency 32]
+#   bench/issuer.sh [--secs 4] [--concurrency 32] [--before-bin OLDER_BUILD]
 #
-# Builds with the `fleet` profile (release optimizations without LTO: minutes, not tens).
+# The issuer is the release build, as shipped (the cryptography's build depends on the
+# profile: see .cargo/config.toml); the load generator and the fleet simulation are built
+# with the `fleet` profile (release optimizations without LTO: minutes, not tens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=fleet
+cargo build --locked --quiet --release --bin sts-sidecar
 cargo build --locked --quiet --profile "$profile" --features test-util \
-  --bin sts-sidecar --example issuer_bench --example dev_upstreams --example fleet
-target=${CARGO_TARGET_DIR:-target}/$profile
-"$target/examples/issuer_bench" --bin "$target/sts-sidecar" \
-  --dev-upstreams "$target/examples/dev_upstreams" --out bench \
-  --compare bench/issuer-006f996.json "$@"
+  --example issuer_bench --example dev_upstreams --example fleet
+base=${CARGO_TARGET_DIR:-target}
+target=$base/$profile
+"$target/examples/issuer_bench" --bin "$base/release/sts-sidecar" \
+  --dev-upstreams "$target/examples/dev_upstreams" --out bench "$@"
 
 # The capacity of one issuer instance with one core: tokens per CPU-second for assertions with
 # ES256, the slower of the two instance key kinds (P-256 or RSA 3072; Diego's RSA 2048 costs

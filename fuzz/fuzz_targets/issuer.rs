@@ -5,7 +5,6 @@
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use sts_sidecar::issuer::{self, Accept, Issuer, ProofKind};

@@ -10,8 +10,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use sts_sidecar::backend::{Credentials, Error, SecretAccessKey, SessionToken};
 use sts_sidecar::cache::{self, Refresh, RoleHandle};
-use sts_sidecar::metrics::Metrics;
 use sts_sidecar::listener::{Body, Connections, Limits};
+use sts_sidecar::metrics::Metrics;
 use sts_sidecar::server::Roles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

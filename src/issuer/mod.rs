@@ -167,7 +167,6 @@ impl Issuer {
 
     /// [`Issuer::tick`] at `now` (Unix seconds; tests pass the time they need).
     pub fn tick_at(&self, force: bool, now: i64) {
-        self.metrics.checks.inc();
         match self.reload_at(force, now) {
             Ok(_) => {}
             Err(e) => {
@@ -197,6 +196,8 @@ impl Issuer {
                 "a replaced signing key's tokens have all expired: it is no longer published"
             );
         }
+        // Counted when done, so that whoever reads it sees the check's effects.
+        self.metrics.checks.inc();
     }
 
     fn count_reload(&self, outcome: &'static str) {

@@ -233,11 +233,23 @@ async fn a_running_issuer_reloads_every_interval_and_on_sighup_without_spinning(
     assert_eq!(loaded(&running), 2.0, "forced");
     // With nobody left to send SIGHUP, it goes on ticking once per interval, no faster.
     drop(sighup);
+    // No time passes on the paused clock: a loop that spins on the closed channel would check
+    // over and over meanwhile (and, never idle, keep the clock from ever moving on).
     let before = checks(&running);
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        settle(&running, 0.0).await;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(2));
+        tokio::task::yield_now().await;
     }
+    assert_eq!(
+        checks(&running),
+        before,
+        "checked with no time passing: spinning"
+    );
+    for i in 1..=10 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        settle(&running, before + f64::from(i)).await;
+    }
+    // A spinning task would have checked thousands of times meanwhile.
     let ticks = checks(&running) - before;
     assert!((9.0..=11.0).contains(&ticks), "{ticks} checks in 50 s");
     running.shutdown().await;

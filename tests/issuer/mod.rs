@@ -4,6 +4,7 @@
 //! source getting credentials through it from an STS that verifies by discovery.
 
 mod binary;
+mod forgeries;
 mod keys;
 mod limits;
 mod proofs;

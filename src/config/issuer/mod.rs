@@ -11,13 +11,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args, Command, FromArgMatches as _};
+use clap::{ArgMatches, FromArgMatches as _};
 
-use super::flags::{address, boolean, env_layer, origins, reason, whole_number};
+mod flags;
+
+pub use flags::IssuerFlags;
+pub(crate) use flags::command;
+
+use super::flags::{env_layer, origins, reason};
 use super::{Error, Problem};
 use crate::checker::{Checker, Origins};
 use crate::env::Env;
-use crate::issuer::{Accept, Budget, KeySource, ProofKind, Settings};
+use crate::issuer::{Accept, Budget, KeySource, Settings};
 use crate::listener::Limits;
 
 /// The port the issuer listens on when `PORT` (set by Cloud Foundry) is not.
@@ -42,93 +47,6 @@ pub const FIRST_BYTE_SECS: u64 = 5;
 /// The variable Cloud Foundry sets to the port an app must listen on.
 pub const ENV_PORT: &str = "PORT";
 
-/// Flags of `issuer` (global: also after `issuer publish`).
-#[derive(Debug, Clone, Default, Args)]
-#[group(skip)]
-pub struct IssuerFlags {
-    /// The issuer URL: the `iss` of every token, where relying parties fetch the keys, and the
-    /// `aud` assertions may carry, e.g. https://token-issuer.apps.example.com (no trailing
-    /// slash; what the IAM OIDC provider names)
-    #[arg(long, value_name = "URL", global = true)]
-    pub issuer_url: Option<String>,
-    /// Another URL clients reach the token endpoint at, when the keys are published elsewhere
-    /// (e.g. https://token-issuer.apps.internal:8443): assertions may name it as aud too
-    /// (repeatable, or comma-separated)
-    #[arg(long, value_name = "URL", value_delimiter = ',', global = true)]
-    pub token_url: Vec<String>,
-    /// The instance identity CA: a PEM bundle of roots and intermediates, a path or
-    /// env:VARIABLE (repeatable, or comma-separated)
-    #[arg(long, value_name = "FILE", value_delimiter = ',', global = true)]
-    pub instance_identity_ca: Vec<String>,
-    /// The key that signs tokens: EC P-256 (ES256) or RSA of 2048 bits or more (RS256), PEM,
-    /// a path or env:VARIABLE
-    #[arg(long, value_name = "FILE", global = true)]
-    pub signing_key: Option<String>,
-    /// A key to publish in the JWKS without signing with it (the next key before a rotation,
-    /// the previous one after), public or private PEM (repeatable, or comma-separated)
-    #[arg(long, value_name = "FILE", value_delimiter = ',', global = true)]
-    pub publish_key: Vec<String>,
-    /// Serve HTTPS with this certificate chain (PEM), and ask clients for certificates
-    #[arg(long, value_name = "FILE", global = true)]
-    pub tls_cert: Option<String>,
-    /// The key of --tls-cert
-    #[arg(long, value_name = "FILE", global = true)]
-    pub tls_key: Option<String>,
-    /// The proofs of identity accepted, comma-separated: assertion, mtls, xfcc [default:
-    /// assertion,mtls]
-    #[arg(long, value_name = "KINDS", value_delimiter = ',', global = true)]
-    pub accept: Vec<ProofKind>,
-    /// Audiences tokens may be issued for (repeatable, or comma-separated); the first is the
-    /// default [default: sts.amazonaws.com]
-    #[arg(long, value_name = "AUD", value_delimiter = ',', global = true)]
-    pub audience: Vec<String>,
-    /// A token's lifetime in seconds, 300-43200, shortened to the certificate's when that ends
-    /// sooner [default: 3600]
-    #[arg(long, value_name = "SECS", value_parser = whole_number, global = true)]
-    pub lifetime: Option<u64>,
-    /// Issue tokens only to these organizations (guids; repeatable, or comma-separated)
-    #[arg(long, value_name = "GUID", value_delimiter = ',', global = true)]
-    pub allow_org: Vec<String>,
-    /// Issue tokens only to these spaces (guids; repeatable, or comma-separated)
-    #[arg(long, value_name = "GUID", value_delimiter = ',', global = true)]
-    pub allow_space: Vec<String>,
-    /// Put org_guid, space_guid and app_guid into AWS session tags (the role's trust policy
-    /// must then allow sts:TagSession)
-    #[arg(long, value_name = "BOOL", value_parser = boolean, num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", global = true)]
-    pub session_tags: Option<bool>,
-    /// Put the instance guid into the AWS source identity (the trust policy must then allow
-    /// sts:SetSourceIdentity)
-    #[arg(long, value_name = "BOOL", value_parser = boolean, num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", global = true)]
-    pub source_identity: Option<bool>,
-    /// Where the issuer listens [default: 0.0.0.0:$PORT when PORT is set, else 0.0.0.0:8080]
-    #[arg(long, value_name = "ADDR", value_parser = address, global = true)]
-    pub listen: Option<SocketAddr>,
-    /// Admin endpoint (/healthz /ready /metrics) [default: 127.0.0.1:61681]
-    #[arg(long, value_name = "ADDR", value_parser = address, global = true)]
-    pub admin_listen: Option<SocketAddr>,
-    /// Cache-Control max-age of the discovery document and the keys, in seconds: relying
-    /// parties cache them; a rotation waits this long [default: 3600]
-    #[arg(long, value_name = "SECS", value_parser = whole_number, hide_short_help = true,
-          global = true)]
-    pub jwks_max_age: Option<u64>,
-    /// Open connections at most; one costs 3 to 50 KiB before it proves anything [default:
-    /// 256]
-    #[arg(long, value_name = "N", value_parser = whole_number, hide_short_help = true,
-          global = true)]
-    pub max_connections: Option<u64>,
-    /// Tokens one instance may get at once, before --instance-refill-secs applies [default: 20]
-    #[arg(long, value_name = "N", value_parser = whole_number, hide_short_help = true,
-          global = true)]
-    pub instance_burst: Option<u64>,
-    /// Then one more token per instance every this many seconds; beyond, 429 with
-    /// Retry-After [default: 30]
-    #[arg(long, value_name = "SECS", value_parser = whole_number, hide_short_help = true,
-          global = true)]
-    pub instance_refill_secs: Option<u64>,
-}
-
 /// What the settings are for: serving needs everything, publishing only the URL and the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -136,15 +54,6 @@ pub enum Purpose {
     Serve,
     /// `sts-sidecar issuer publish`.
     Publish,
-}
-
-/// Every issuer flag, as one clap command.
-pub(crate) fn command() -> Command {
-    IssuerFlags::augment_args(
-        Command::new("issuer")
-            .no_binary_name(true)
-            .args_override_self(true),
-    )
 }
 
 /// The issuer's settings from its command line (`cli`) over the variables.
@@ -557,155 +466,4 @@ fn issuer_url(c: &mut Checker<'_>, origin: &str, value: &str, is_issuer: bool) -
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, Error> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let matches = command().try_get_matches_from(args).expect("parses");
-        load(&matches, &env, Purpose::Serve)
-    }
-
-    #[test]
-    fn every_problem_is_named_at_once() {
-        let e = settings(&["--lifetime", "10", "--tls-cert", "c.pem"], &[])
-            .expect_err("incomplete")
-            .to_string();
-        for want in [
-            "--issuer-url: not set",
-            "--instance-identity-ca: not set",
-            "--signing-key: not set",
-            "--lifetime: must be a whole number from 300 to 43200, got 10",
-            "--tls-cert: needs --tls-key too",
-        ] {
-            assert!(e.contains(want), "missing {want:?} in {e}");
-        }
-    }
-
-    #[test]
-    fn cloud_foundry_defaults_and_variables() {
-        let s = settings(
-            &[
-                "--instance-identity-ca",
-                "ca.pem",
-                "--signing-key",
-                "env:SIGNING_KEY",
-            ],
-            &[
-                ("PORT", "8081"),
-                ("STS_SIDECAR_ISSUER_URL", "https://issuer.example.com/"),
-                ("SIGNING_KEY", "-----BEGIN PRIVATE KEY-----"),
-                ("STS_SIDECAR_AUDIENCE", "sts.amazonaws.com,vault"),
-            ],
-        )
-        .expect("settings");
-        assert_eq!(s.listen, "0.0.0.0:8081".parse().unwrap());
-        assert_eq!(s.issuer_url, "https://issuer.example.com");
-        assert_eq!(s.audiences, ["sts.amazonaws.com", "vault"]);
-        assert_eq!(
-            s.accept,
-            Accept::of(&[ProofKind::Assertion, ProofKind::Mtls])
-        );
-        assert!(matches!(&s.signing_key, KeySource::Env { var, .. } if var == "SIGNING_KEY"));
-        assert!(!format!("{s:?}").contains("BEGIN PRIVATE KEY"));
-        assert_eq!(s.limits.max_connections, 256);
-        assert!(s.limits.reads_bodies);
-        assert_eq!(s.budget, Budget::default());
-    }
-
-    #[test]
-    fn a_plain_http_issuer_only_on_loopback() {
-        let e = settings(
-            &[
-                "--issuer-url",
-                "http://issuer.example.com",
-                "--instance-identity-ca",
-                "ca.pem",
-                "--signing-key",
-                "k.pem",
-            ],
-            &[],
-        )
-        .expect_err("http")
-        .to_string();
-        assert!(e.contains("--issuer-url: must be an https:// URL"), "{e}");
-        assert!(
-            settings(
-                &[
-                    "--issuer-url",
-                    "http://127.0.0.1:8080",
-                    "--instance-identity-ca",
-                    "ca.pem",
-                    "--signing-key",
-                    "k.pem",
-                ],
-                &[],
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn token_urls_and_budgets() {
-        let s = settings(
-            &[
-                "--issuer-url",
-                "https://keys.example.com",
-                "--token-url",
-                "https://issuer.apps.internal:8443/,https://keys.example.com",
-                "--instance-identity-ca",
-                "ca.pem",
-                "--signing-key",
-                "k.pem",
-                "--instance-burst",
-                "5",
-                "--instance-refill-secs",
-                "60",
-            ],
-            &[],
-        )
-        .expect("settings");
-        assert_eq!(s.token_urls, ["https://issuer.apps.internal:8443"]);
-        assert_eq!(
-            s.assertion_audiences(),
-            [
-                "https://keys.example.com",
-                "https://issuer.apps.internal:8443"
-            ]
-        );
-        assert_eq!(s.budget.burst, 5);
-        assert_eq!(s.budget.interval, Duration::from_secs(60));
-        let e = settings(
-            &[
-                "--issuer-url",
-                "https://keys.example.com",
-                "--token-url",
-                "http://issuer.internal",
-            ],
-            &[],
-        )
-        .expect_err("plain http off loopback")
-        .to_string();
-        assert!(e.contains("--token-url: must be an https:// URL"), "{e}");
-    }
-
-    #[test]
-    fn publishing_needs_only_the_url_and_the_keys() {
-        let env = HashMap::new();
-        let matches = command()
-            .try_get_matches_from([
-                "--issuer-url",
-                "https://k.example.com",
-                "--signing-key",
-                "k.pem",
-            ])
-            .expect("parses");
-        assert!(load(&matches, &env, Purpose::Publish).is_ok());
-        assert!(load(&matches, &env, Purpose::Serve).is_err());
-    }
-}
+mod tests;
