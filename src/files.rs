@@ -108,6 +108,27 @@ pub async fn blocking_within<T: Send + 'static>(
     }
 }
 
+/// Whether a file another user could have written: writable by group or others, or owned by
+/// someone other than this process's user or root. `Err` says which, in words, with what
+/// another writer `could` then do (e.g. "read credentials", "plant a key").
+pub fn only_ours(meta: &Metadata, could: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "can be written by other users (mode {mode:04o}), who could then {could}: chmod go-w it"
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "is owned by uid {}, not by this process's user (uid {me}) or root",
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// What a file that is not a regular file is, in words.
 pub fn kind(meta: &Metadata) -> &'static str {
     let t = meta.file_type();

@@ -66,7 +66,6 @@ impl KeySource {
 
 /// Reads a key material file, refusing one that another user could have written.
 fn read_key_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    use std::os::unix::fs::MetadataExt as _;
     let unsafe_file = |problem: String| LoadError::Unsafe {
         path: path.to_owned(),
         problem,
@@ -81,20 +80,7 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, LoadError> {
         }
         Err(other) => return Err(unsafe_file(other.to_string())),
     };
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(unsafe_file(format!(
-            "can be written by other users (mode {mode:04o}), who could then plant a key: \
-             chmod go-w it"
-        )));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(unsafe_file(format!(
-            "is owned by uid {}, not by this process's user (uid {me}) or root",
-            meta.uid()
-        )));
-    }
+    files::only_ours(&meta, "plant a key").map_err(unsafe_file)?;
     Ok(bytes)
 }
 

@@ -147,65 +147,46 @@ async fn a_trickled_body_is_refused_at_its_deadline() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn bodies_are_read_whole_or_refused_by_their_length() {
+/// Sends `request` on a new connection of `connections` served by [`body_echo`]; the first
+/// answer's bytes.
+async fn first_answer(connections: &Connections, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let connections = Connections::new(&reading_bodies());
-    // A body that arrives is read whole.
     let (mut client, server) = tokio::io::duplex(1 << 16);
     connections.spawn(server, body_echo, ());
-    client
-        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
-        .await
-        .unwrap();
+    client.write_all(request).await.unwrap();
     let mut buf = [0u8; 256];
     let n = client.read(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn bodies_are_read_whole_or_refused_by_their_length() {
+    let connections = Connections::new(&reading_bodies());
+    // A body that arrives is read whole.
+    let text = first_answer(
+        &connections,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
     assert!(
         text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\n5"),
         "{text}"
     );
     // One declared over the limit is refused before a byte of it is read.
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    connections.spawn(server, body_echo, ());
-    client
-        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n")
-        .await
-        .unwrap();
-    let n = client.read(&mut buf).await.unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 413"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let text = first_answer(
+        &connections,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     // A chunked one is refused as soon as it passes the limit.
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    connections.spawn(server, body_echo, ());
     let chunk = format!("400\r\n{}\r\n", "a".repeat(1024));
-    client
-        .write_all(
-            format!(
-                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let n = client.read(&mut buf).await.unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 413"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let chunked =
+        format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}");
+    let text = first_answer(&connections, chunked.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     // No length and no chunking: an empty body, answered at once.
-    let (mut client, server) = tokio::io::duplex(1 << 16);
-    connections.spawn(server, body_echo, ());
-    client
-        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let n = client.read(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let text = first_answer(&connections, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(
         text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\n0"),
         "{text}"

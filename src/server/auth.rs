@@ -380,20 +380,7 @@ fn read_token_file(path: &Path) -> Result<(AuthToken, FileStamp), Error> {
         }
         Err(other) => return Err(unsafe_file(other.to_string())),
     };
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(unsafe_file(format!(
-            "can be written by other users (mode {mode:04o}), who could then read credentials: \
-             chmod go-w it"
-        )));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(unsafe_file(format!(
-            "is owned by uid {}, not by this process's user (uid {me}) or root",
-            meta.uid()
-        )));
-    }
+    files::only_ours(&meta, "read credentials").map_err(unsafe_file)?;
     let text = String::from_utf8(bytes).map_err(|_| Error::Invalid {
         origin: origin.clone(),
         problem: "is not UTF-8 text",

@@ -219,6 +219,61 @@ impl World {
         metric_in(&self.metrics().await, name)
     }
 
+    /// An in-process sidecar with this world's instance identity installed, whose token service
+    /// is `token_url` and whose STS is `sts`, started with its credentials (or panicking with
+    /// its status after 10 s).
+    pub async fn sidecar(&self, token_url: &str, sts: &str) -> sts_sidecar::app::Sidecar {
+        self.pki.install(&self.victim).expect("install");
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[identity]
+cert_file = "{cert}"
+key_file = "{key}"
+[token_service]
+url = "{token_url}"
+ca_file = "{ca}"
+[sts]
+endpoint = "{sts}"
+[[role]]
+arn = "arn:aws:iam::123456789012:role/through-the-issuer"
+"#,
+            cert = self.pki.cert_path().display(),
+            key = self.pki.key_path().display(),
+            ca = self.pki.server_ca_path().display(),
+        );
+        let env: std::collections::HashMap<String, String> = [(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(),
+            "issuer-test-authorization-token-0123".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let config = sts_sidecar::config::Config::parse(
+            Some((&toml, "issuer.toml")),
+            &sts_sidecar::config::Overrides::default(),
+            &env,
+        )
+        .expect("config");
+        let auth = sts_sidecar::app::auth(&config).expect("auth");
+        let sidecar = sts_sidecar::app::start(
+            &config,
+            auth,
+            TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        )
+        .await
+        .expect("start");
+        let handle = sidecar.roles.default_role().clone();
+        assert!(
+            handle.wait_usable(Duration::from_secs(10)).await.is_some(),
+            "{:?}",
+            handle.status()
+        );
+        sidecar
+    }
+
     /// How many requests were refused for `reason`.
     pub async fn refused(&self, reason: &str) -> f64 {
         self.metric(&format!(

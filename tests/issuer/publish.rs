@@ -2,9 +2,7 @@
 //! `http.server`), while the token endpoint is reached at another URL: STS verifies the token
 //! by discovery at the static host, and the sidecar's assertions name the token URL.
 
-use std::collections::HashMap;
 use std::io::BufRead as _;
-use std::time::Duration;
 
 use sts_sidecar::issuer::KeySource;
 use sts_sidecar::testing::fake_sts::FakeSts;
@@ -146,59 +144,9 @@ async fn keys_on_a_static_host_and_the_token_endpoint_elsewhere() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 
     // STS trusts the static host; the sidecar reaches the token endpoint.
-    world.pki.install(&world.victim).unwrap();
     let sts = FakeSts::start(None).await.unwrap();
     sts.trust_issuer(&keys_url, None).unwrap();
-    let sidecar = |url: &str| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[identity]
-cert_file = "{cert}"
-key_file = "{key}"
-[token_service]
-url = "{url}"
-ca_file = "{ca}"
-[sts]
-endpoint = "{sts}"
-[[role]]
-arn = "arn:aws:iam::123456789012:role/static-keys"
-"#,
-            cert = world.pki.cert_path().display(),
-            key = world.pki.key_path().display(),
-            ca = world.pki.server_ca_path().display(),
-            sts = sts.endpoint(),
-        )
-    };
-    let env: HashMap<String, String> = [(
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(),
-        "issuer-test-authorization-token-0123".to_owned(),
-    )]
-    .into_iter()
-    .collect();
-    let config = sts_sidecar::config::Config::parse(
-        Some((&sidecar(&token_url), "static.toml")),
-        &sts_sidecar::config::Overrides::default(),
-        &env,
-    )
-    .unwrap();
-    let auth = sts_sidecar::app::auth(&config).unwrap();
-    let app = sts_sidecar::app::start(
-        &config,
-        auth,
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
-    let handle = app.roles.default_role().clone();
-    assert!(
-        handle.wait_usable(Duration::from_secs(10)).await.is_some(),
-        "{:?}",
-        handle.status()
-    );
+    let app = world.sidecar(&token_url, &sts.endpoint()).await;
     assert_eq!(sts.seen()[0].subject, world.pki.ids.subject());
     app.shutdown().await;
 
