@@ -36,6 +36,9 @@ pub enum Error {
     /// The authorization token is unusable.
     #[error(transparent)]
     Auth(#[from] server::auth::Error),
+    /// No authorization token was configured (only `check` accepts that).
+    #[error("no authorization token is configured")]
+    NoAuthToken,
     /// No role has the alias asked for.
     #[error("--role {alias}: no such role (configured: {known})")]
     NoSuchRole {
@@ -70,7 +73,10 @@ impl Error {
     /// Whether the user's configuration is at fault (exit 64) rather than the machine (exit 1).
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Source { .. } | Error::Backend(_) | Error::NoSuchRole { .. } => true,
+            Error::Source { .. }
+            | Error::Backend(_)
+            | Error::NoSuchRole { .. }
+            | Error::NoAuthToken => true,
             // A token file that cannot be written (full disk, read-only directory) is not a
             // usage error; a token of a shape SDKs refuse is.
             Error::Auth(e) => matches!(e, server::auth::Error::Invalid { .. }),
@@ -179,6 +185,85 @@ pub fn pick_role<'c>(config: &'c Config, alias: Option<&str>) -> Result<&'c Role
     })
 }
 
+/// A file the configuration names that cannot be used now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableFile {
+    /// The setting that named it (`--cert-file`, `CF_INSTANCE_KEY`, `token_service.ca_file`).
+    pub origin: String,
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it, and what to do.
+    pub problem: String,
+}
+
+impl std::fmt::Display for UnreadableFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {}",
+            self.origin,
+            self.path.display(),
+            self.problem
+        )
+    }
+}
+
+/// The certificate, key and CA files the configuration names that do not exist or cannot be
+/// read now. Waiting does not bring them (a typo, a volume that is not mounted), so `serve`
+/// stops at start naming each, rather than starting and answering 503 forever; a file that
+/// exists but does not parse, or a key that does not match its certificate yet, can still
+/// recover (a rotation in progress) and is left to the refreshers.
+pub fn unreadable_files(config: &Config) -> Vec<UnreadableFile> {
+    const IDENTITY_FIX: &str = "check the path (on Cloud Foundry, leave the certificate and key \
+                                to CF_INSTANCE_CERT and CF_INSTANCE_KEY)";
+    const CA_FIX: &str = "check the path of the CA bundle that signs the token service's \
+                          certificate";
+    let mut files: Vec<(String, &std::path::Path, &str)> = Vec::new();
+    fn identity<'c>(
+        id: &'c crate::identity::IdentityFiles,
+        files: &mut Vec<(String, &'c std::path::Path, &'static str)>,
+        fix: &'static str,
+    ) {
+        files.push((id.cert_origin.clone(), id.cert_path.as_path(), fix));
+        files.push((id.key_origin.clone(), id.key_path.as_path(), fix));
+    }
+    for source in &config.sources {
+        if let Some(id) = source.settings.identity() {
+            identity(id, &mut files, IDENTITY_FIX);
+        }
+        if let token::Settings::TokenService(ts) = &source.settings
+            && let Some(ca) = &ts.ca_file
+        {
+            files.push((format!("{}.ca_file", source.name), ca.as_path(), CA_FIX));
+        }
+    }
+    for role in &config.roles {
+        if let RoleBackend::RolesAnywhere(ra) = &role.backend {
+            identity(&ra.identity, &mut files, IDENTITY_FIX);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files
+        .into_iter()
+        .filter(|(_, path, _)| seen.insert(path.to_path_buf()))
+        .filter_map(|(origin, path, fix)| {
+            let problem = match std::fs::File::open(path).and_then(|f| f.metadata()) {
+                Ok(meta) if meta.is_file() => return None,
+                Ok(meta) => format!("is a {}, not a file: {fix}", crate::files::kind(&meta)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    format!("does not exist: {fix}")
+                }
+                Err(e) => format!("cannot be read ({e}): {fix}"),
+            };
+            Some(UnreadableFile {
+                origin,
+                path: path.to_path_buf(),
+                problem,
+            })
+        })
+        .collect()
+}
+
 /// The authorization checker the config asks for; a token file that does not exist yet is
 /// created with a random token.
 pub fn auth(config: &Config) -> Result<Auth, Error> {
@@ -196,6 +281,7 @@ pub fn auth(config: &Config) -> Result<Auth, Error> {
             }
             auth
         }
+        AuthSource::Unset => return Err(Error::NoAuthToken),
     })
 }
 
@@ -366,5 +452,6 @@ pub fn auth_origin(config: &Config) -> String {
         AuthSource::Fixed(_) => format!("<redacted>, from {ENV_AUTH_TOKEN}"),
         AuthSource::File(p) => format!("from the file {}", p.display()),
         AuthSource::Generated(_) => "<redacted>, generated for this process".to_owned(),
+        AuthSource::Unset => "not set".to_owned(),
     }
 }

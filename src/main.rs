@@ -26,10 +26,13 @@ fn main() {
         std::process::exit(EXIT_CONFIG);
     };
     let env = ProcessEnv;
-    if let Err(e) = sts_sidecar::telemetry::init(
-        env.var(ENV_LOG).as_deref(),
-        env.var(ENV_LOG_FORMAT).as_deref(),
-    ) {
+    // `exec` shares its stderr with the command it runs: warnings and errors only, unless the
+    // user asks for more.
+    let log = env
+        .var(ENV_LOG)
+        .or_else(|| matches!(cli.command, Command::Exec(_)).then(|| "warn".to_owned()));
+    if let Err(e) = sts_sidecar::telemetry::init(log.as_deref(), env.var(ENV_LOG_FORMAT).as_deref())
+    {
         eprintln!("sts-sidecar: {}", sts_sidecar::report::chain(&e));
         std::process::exit(EXIT_CONFIG);
     }

@@ -138,6 +138,68 @@ fn configuration_errors_exit_64_listing_every_problem() {
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
 
+#[test]
+fn a_certificate_or_key_that_is_not_there_stops_serve_at_start_naming_it() {
+    // See: issue #24 (a typo in the certificate path looked like a healthy start: "serving",
+    // one WARN line, then 503s forever).
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("instance.key");
+    std::fs::write(&key, "a key the refresher would read").expect("write");
+    let serve = |cert: &str| {
+        command()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--token-service-url", "https://cits.example.com"])
+            .args(["--role-arn", "arn:aws:iam::123456789012:role/x"])
+            .args(["--cert-file", cert])
+            .arg("--key-file")
+            .arg(&key)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "0123456789abcdef0123")
+            .output()
+            .expect("run")
+    };
+    let out = serve("/nonexistent/instance.crt");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cert-file: /nonexistent/instance.crt does not exist")
+            && err.contains("CF_INSTANCE_CERT"),
+        "{err}"
+    );
+    assert!(!err.contains("serving"), "{err}");
+    // A directory is no better.
+    let out = serve(&dir.path().display().to_string());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a directory, not a file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `check --config-only` says the same; at staging, the stand-ins for Diego's paths are
+    // not there and that is fine (commands::check_config_only_judges_the_configuration_as_at_staging).
+    let out = command()
+        .args(["check", "--config-only"])
+        .args(["--token-service-url", "https://cits.example.com"])
+        .args(["--role-arn", "arn:aws:iam::123456789012:role/x"])
+        .args(["--cert-file", "/nonexistent/instance.crt"])
+        .arg("--key-file")
+        .arg(&key)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "0123456789abcdef0123")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/instance.crt does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn spawn_serve(
     stack: &Stack,
     listen: &str,

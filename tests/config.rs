@@ -125,6 +125,7 @@ fn field(config: &Config, name: &str) -> String {
             AuthSource::Fixed(_) => "fixed".to_owned(),
             AuthSource::File(p) => format!("file:{}", p.display()),
             AuthSource::Generated(_) => "generated".to_owned(),
+            AuthSource::Unset => "unset".to_owned(),
         },
         other => panic!("unknown expectation {other}"),
     }

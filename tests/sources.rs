@@ -576,7 +576,8 @@ async fn github_actions_tokens_come_from_the_job_variables() {
     // Without `permissions: id-token: write` the variables are missing: a config error.
     let e = world.parse("", &flags).expect_err("no variables").chain();
     assert!(
-        e.contains("ACTIONS_ID_TOKEN_REQUEST_URL: ACTIONS_ID_TOKEN_REQUEST_URL is not set")
+        e.contains("ACTIONS_ID_TOKEN_REQUEST_URL: not set: GitHub sets it")
+            && !e.contains("ACTIONS_ID_TOKEN_REQUEST_URL: ACTIONS_ID_TOKEN_REQUEST_URL")
             && e.contains("permissions: id-token: write")
             && e.contains("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
         "{e}"

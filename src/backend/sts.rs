@@ -315,7 +315,7 @@ pub fn hint(code: &str, message: &str, claims: Option<&Claims>, role: &Role) -> 
     }
 }
 
-/// Maps an STS error code to what to do about it (docs/upstream-apis.md §6).
+/// Maps an STS error code to what to do about it (docs/upstream-apis.md §3).
 pub fn classify_code(code: &str) -> ErrorClass {
     match code {
         "Throttling"

@@ -30,10 +30,12 @@ pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Resul
     if args.config_only {
         return config_only(matches, env);
     }
-    let flags = Overrides::new(matches, env);
+    let mut flags = Overrides::new(matches, env);
     if let Some(secs) = args.wait {
         return wait(&flags, env, Duration::from_secs(secs)).await;
     }
+    // The doctor serves nothing: it does not need the token serve shares with the app.
+    flags.auth_optional = true;
     let config = Config::load(&flags, env)?;
     let selected = match &args.role {
         Some(alias) => vec![app::pick_role(&config, Some(alias))?.alias.clone()],
@@ -177,9 +179,13 @@ const DIEGO_KEY: &str = "/etc/cf-instance-credentials/instance.key";
 
 /// `check --config-only`: the configuration as `serve` would judge it, nothing read or called.
 fn config_only(matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
-    let env = AtRunTime { env };
-    let flags = Overrides::new(matches, &env);
-    let config = Config::load(&flags, &env)?;
+    let at_run_time = AtRunTime { env };
+    let flags = Overrides::new(matches, &at_run_time);
+    let config = Config::load(&flags, &at_run_time)?;
+    // What stands in for a variable Diego sets at run time is not there at staging.
+    super::require_files(&config, |f| {
+        STANDING_IN.contains(&f.origin.as_str()) && env.var(&f.origin).is_none()
+    })?;
     let mut out = Report::default();
     print_config(&mut out, &config);
     out.line(
@@ -302,6 +308,15 @@ fn check_auth(out: &mut Report, config: &Config) -> bool {
         AuthSource::Fixed(token) => crate::server::Auth::fixed(token.clone(), ENV_AUTH_TOKEN)
             .map(|_| format!("from {ENV_AUTH_TOKEN}")),
         AuthSource::Generated(_) => Ok("generated".to_owned()),
+        AuthSource::Unset => {
+            // Not needed to check anything; only `serve` needs one.
+            out.line(format!(
+                "  note  none configured: serve needs one shared with the app ({} with a \
+                 file the SDK reads too, or {ENV_AUTH_TOKEN}, or --auth-token-file)",
+                crate::config::ENV_AUTH_TOKEN_FILE
+            ));
+            return false;
+        }
     };
     match result {
         Ok(what) => {

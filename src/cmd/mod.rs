@@ -57,3 +57,28 @@ impl From<crate::config::Error> for ExitError {
         Self::config(e)
     }
 }
+
+/// Stops a command that would serve with certificate, key or CA files that do not exist or
+/// cannot be read (see [`crate::app::unreadable_files`]): each is logged as an error and named
+/// in the exit message. `standing_in` leaves out paths that only stand in for what the
+/// platform sets at run time (`check --config-only` at staging).
+pub fn require_files(
+    config: &crate::config::Config,
+    standing_in: impl Fn(&crate::app::UnreadableFile) -> bool,
+) -> Result<(), ExitError> {
+    let unreadable: Vec<_> = crate::app::unreadable_files(config)
+        .into_iter()
+        .filter(|f| !standing_in(f))
+        .collect();
+    if unreadable.is_empty() {
+        return Ok(());
+    }
+    for f in &unreadable {
+        tracing::error!(origin = %f.origin, path = %f.path.display(), "{}", f.problem);
+    }
+    let lines: Vec<String> = unreadable.iter().map(ToString::to_string).collect();
+    Err(ExitError::config(anyhow::anyhow!(
+        "files the configuration names cannot be used:\n  {}",
+        lines.join("\n  ")
+    )))
+}

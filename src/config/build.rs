@@ -19,10 +19,11 @@ use super::{
     AuthSource, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ALIAS, DEFAULT_COLD_START_WAIT_MS,
     DEFAULT_DRAIN_SECS, DEFAULT_DURATION_SECS, DEFAULT_LISTEN, DEFAULT_REGION,
     DEFAULT_SESSION_NAME, DEFAULT_SESSION_NAME_CF, DEFAULT_UPSTREAM_TIMEOUT_SECS, ENV_AUTH_TOKEN,
-    ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL, ENV_AWS_ENDPOINT_URL_ROLESANYWHERE,
-    ENV_AWS_ENDPOINT_URL_STS, ENV_AWS_REGION, ENV_CF_INSTANCE_CERT, ENV_CF_INSTANCE_KEY,
-    ENV_ROLE_ARN, ENV_ROLE_SESSION_NAME, ENV_VCAP_APPLICATION, ENV_WEB_IDENTITY_TOKEN_FILE,
-    Overrides, RoleBackend, RoleConfig, SourceConfig, sanitize_session_name,
+    ENV_AUTH_TOKEN_FILE, ENV_AWS_DEFAULT_REGION, ENV_AWS_ENDPOINT_URL,
+    ENV_AWS_ENDPOINT_URL_ROLESANYWHERE, ENV_AWS_ENDPOINT_URL_STS, ENV_AWS_REGION,
+    ENV_CF_INSTANCE_CERT, ENV_CF_INSTANCE_KEY, ENV_ROLE_ARN, ENV_ROLE_SESSION_NAME,
+    ENV_VCAP_APPLICATION, ENV_WEB_IDENTITY_TOKEN_FILE, Overrides, RoleBackend, RoleConfig,
+    SourceConfig, sanitize_session_name,
 };
 use crate::backend::StsSettings;
 use crate::backend::arn;
@@ -408,43 +409,56 @@ fn auth(
         return Some(AuthSource::Generated(crate::server::auth::generate()));
     }
     let from_env = c.env().var(ENV_AUTH_TOKEN).filter(|t| !t.is_empty());
+    let ignored = |c: &mut Checker<'_>, path: &std::path::Path, origin: &str| {
+        if from_env.is_some() {
+            c.warn(format!(
+                "{ENV_AUTH_TOKEN} is set but the authorization token is read from {} \
+                 ({origin}); the variable is ignored",
+                path.display(),
+            ));
+        }
+    };
     match c.path("server.auth_token_file", file) {
         Some(path) => {
-            if from_env.is_some() {
-                let origin = c.origin("server.auth_token_file");
-                c.warn(format!(
-                    "{ENV_AUTH_TOKEN} is set but the authorization token is read from {} \
-                     ({origin}); the variable is ignored",
-                    path.display(),
-                ));
-            }
+            let origin = c.origin("server.auth_token_file");
+            ignored(c, &path, &origin);
             Some(AuthSource::File(path))
         }
         None if file.is_present() => None,
-        None => match from_env {
-            Some(t) => {
-                if t.chars().count() < SHORT_TOKEN {
-                    c.warn(format!(
-                        "the authorization token in {ENV_AUTH_TOKEN} has {} characters: any \
-                         process on this machine can guess one that short; use at least \
-                         {SHORT_TOKEN} random characters (or --auth-token-file, which creates a \
-                         43-character token)",
-                        t.chars().count()
-                    ));
+        None => {
+            // The app's SDK reads this file; as in the SDKs, the file wins over the variable.
+            if let Some(path) = c.var(ENV_AUTH_TOKEN_FILE).filter(|f| !f.trim().is_empty()) {
+                let path = std::path::PathBuf::from(path.trim());
+                ignored(c, &path, ENV_AUTH_TOKEN_FILE);
+                return Some(AuthSource::File(path));
+            }
+            match from_env {
+                Some(t) => {
+                    if t.chars().count() < SHORT_TOKEN {
+                        c.warn(format!(
+                            "the authorization token in {ENV_AUTH_TOKEN} has {} characters: any \
+                             process on this machine can guess one that short; use at least \
+                             {SHORT_TOKEN} random characters (or --auth-token-file, which \
+                             creates a 43-character token)",
+                            t.chars().count()
+                        ));
+                    }
+                    Some(AuthSource::Fixed(AuthToken::new(t)))
                 }
-                Some(AuthSource::Fixed(AuthToken::new(t)))
+                None if flags.auth_optional => Some(AuthSource::Unset),
+                None => {
+                    c.problem(
+                        "server.auth_token_file",
+                        format!(
+                            "no authorization token: set {ENV_AUTH_TOKEN_FILE} (the file the \
+                             app's SDK reads; created with a random token if missing), \
+                             {ENV_AUTH_TOKEN} (shared with the app), or --auth-token-file FILE"
+                        ),
+                    );
+                    None
+                }
             }
-            None => {
-                c.problem(
-                    "server.auth_token_file",
-                    format!(
-                        "no authorization token: set {ENV_AUTH_TOKEN} (shared with the app) or \
-                         --auth-token-file FILE"
-                    ),
-                );
-                None
-            }
-        },
+        }
     }
 }
 

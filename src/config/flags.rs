@@ -189,6 +189,8 @@ pub struct Overrides {
     /// Ignore configured authorization tokens and use a fresh random one (`exec`,
     /// `credential-process`: nothing outside this process needs to know it).
     pub fresh_auth_token: bool,
+    /// Accept a configuration without an authorization token (`check`: it serves nothing).
+    pub auth_optional: bool,
 }
 
 /// Every flag that is also a variable, as one clap command.
@@ -337,6 +339,7 @@ impl Overrides {
             origins,
             problems,
             fresh_auth_token: false,
+            auth_optional: false,
         }
     }
 

@@ -21,6 +21,7 @@
 //! | `STS_SIDECAR_<FLAG>` | any flag, upper-cased with `_`, e.g. `STS_SIDECAR_ROLE_ARN`, `STS_SIDECAR_CONFIG` |
 //! | `CF_INSTANCE_CERT`, `CF_INSTANCE_KEY` | default certificate and key files (set by CF) |
 //! | `VCAP_APPLICATION`, `CF_INSTANCE_INDEX`, `CF_INSTANCE_GUID` | template values (set by CF) |
+//! | `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` | the authorization token file, unless `--auth-token-file` names one |
 //! | `AWS_CONTAINER_AUTHORIZATION_TOKEN` | the authorization token, unless a token file is set |
 //! | `AWS_REGION`, `AWS_DEFAULT_REGION` | default STS region |
 //! | `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL` | default STS endpoint (read by aws-config) |
@@ -79,6 +80,9 @@ pub const ENV_CF_INSTANCE_INDEX: &str = "CF_INSTANCE_INDEX";
 pub const ENV_CF_INSTANCE_GUID: &str = "CF_INSTANCE_GUID";
 /// The authorization token shared with the app's SDK.
 pub const ENV_AUTH_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// The file the app's SDK reads the authorization token from: the sidecar's token file too,
+/// unless `--auth-token-file` names another (as in the SDKs, the file wins over the variable).
+pub const ENV_AUTH_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// The AWS region.
 pub const ENV_AWS_REGION: &str = "AWS_REGION";
 /// The AWS region (older name).
@@ -128,6 +132,8 @@ pub enum AuthSource {
     File(PathBuf),
     /// A fresh random token only this process knows (`exec`, `credential-process`).
     Generated(AuthToken),
+    /// None configured: only `check`, which serves nothing, accepts that.
+    Unset,
 }
 
 /// One role to serve.

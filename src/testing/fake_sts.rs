@@ -1,5 +1,5 @@
 //! A fake STS for `AssumeRoleWithWebIdentity` (query protocol, XML answers). It checks what real
-//! STS checks (docs/upstream-apis.md §6): action, role ARN, session name rules, duration limits, token
+//! STS checks (docs/upstream-apis.md §3): action, role ARN, session name rules, duration limits, token
 //! length and shape, `exp`, `aud`, and, when given the issuer's key, the RS256 signature. It can
 //! be told to fail on purpose (throttling, 5xx, token errors, `AccessDenied`, slow answers,
 //! malformed XML, short-lived credentials) and counts the calls it saw.

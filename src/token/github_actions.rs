@@ -75,19 +75,16 @@ impl Kind for GithubActions {
         let audience = c
             .text(&format!("{at}.audience"), &spec.audience)
             .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
-        let missing = |var: &str| {
-            format!(
-                "{var} is not set: GitHub sets it only in jobs with `permissions: id-token: write` \
-                 (add it to the workflow or the job)"
-            )
-        };
+        // The problem is named by the variable already: say what is wrong, not its name again.
+        const MISSING: &str = "not set: GitHub sets it only in jobs with `permissions: id-token: \
+                               write` (add it to the workflow or the job)";
         let url = c.var(ENV_REQUEST_URL);
         let token = c.var(ENV_REQUEST_TOKEN);
         if url.is_none() {
-            c.problem_at(ENV_REQUEST_URL, missing(ENV_REQUEST_URL));
+            c.problem_at(ENV_REQUEST_URL, MISSING);
         }
         if token.is_none() {
-            c.problem_at(ENV_REQUEST_TOKEN, missing(ENV_REQUEST_TOKEN));
+            c.problem_at(ENV_REQUEST_TOKEN, MISSING);
         }
         let (url, token) = (url?, token?);
         let mut parsed = match reqwest::Url::parse(url.trim()) {
