@@ -119,6 +119,12 @@ pub enum PolicyError {
     /// JSON without a `Statement`.
     #[error("has no Statement")]
     NoStatement,
+    /// One statement, not a policy document (IAM refuses it as a trust policy).
+    #[error(
+        "is a single statement, not a policy document: IAM wants {{\"Version\": \"2012-10-17\", \
+         \"Statement\": [ <this statement> ]}}"
+    )]
+    BareStatement,
 }
 
 /// Evaluates the trust `policy` (JSON text) for a token with `claims`, a role in `account`.
@@ -127,6 +133,7 @@ pub fn evaluate(policy: &str, claims: &Claims, account: &str) -> Result<Verdict,
     let statements: Vec<&Value> = match doc.get("Statement") {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
+        _ if doc.get("Effect").is_some() => return Err(PolicyError::BareStatement),
         _ => return Err(PolicyError::NoStatement),
     };
     let expected = Trust::for_claims(claims, account);
@@ -312,6 +319,48 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn every_trust_policy_the_docs_show_is_a_whole_document_check_accepts() {
+        // See: issue #24 (the README showed bare statements: pasted into a file, check
+        // --trust-policy answered "has no Statement", and IAM wants a whole document).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut pages = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+        let c = claims(
+            "https://issuer.example.com",
+            "a:b:c",
+            &["sts.amazonaws.com"],
+            &[],
+        );
+        let mut seen = 0;
+        for page in pages {
+            let text = std::fs::read_to_string(&page).expect("page");
+            for block in text.split("```json\n").skip(1) {
+                let block = block.split("```").next().unwrap_or("");
+                if !block.contains("\"Effect\"") {
+                    continue;
+                }
+                seen += 1;
+                let doc: Value = serde_json::from_str(block)
+                    .unwrap_or_else(|e| panic!("{}: not JSON ({e}):\n{block}", page.display()));
+                assert_eq!(doc["Version"], "2012-10-17", "{}:\n{block}", page.display());
+                evaluate(block, &c, "123456789012")
+                    .unwrap_or_else(|e| panic!("{}: {e}:\n{block}", page.display()));
+            }
+        }
+        assert!(seen >= 6, "only {seen} trust policies found");
+        let bare = r#"{"Effect":"Allow","Action":"sts:AssumeRoleWithWebIdentity"}"#;
+        assert!(matches!(
+            evaluate(bare, &c, "123456789012"),
+            Err(PolicyError::BareStatement)
+        ));
     }
 
     #[test]
