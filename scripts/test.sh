@@ -13,6 +13,42 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+  cat <<'HELP'
+scripts/test.sh: every check CI runs (.ci/run calls exactly this), in this order:
+
+  1. cargo fmt --check, cargo clippy --all-targets -D warnings           ~2 min cold
+  2. cargo test: unit and integration tests against in-process fakes     ~3 min cold, 1 warm
+  3. the fleet simulation, a 200-sidecar smoke run                       seconds
+  4. the interop suite: boto3, the AWS CLI, the AWS SDKs for JavaScript
+     v3 and v2, Java v2, Go v1 and v2, Ruby, Rust and the AWS CRT against
+     moto through the real binary                                         ~4 min (10 the first time)
+  5. hadolint on the Dockerfile, docker-compose.yml parsed and checked    seconds
+  6. the README's YAML blocks and command lines against the binary       seconds
+  7. the release build for Cloud Foundry stacks (glibc 2.17 floor)       ~9 min cold, 2 warm
+  8. the buildpack staged and launched as Cloud Foundry does             ~1 min
+  9. the local stack (scripts/dev-stack.sh --check), and on a busy port  ~1 min
+ 10. every fuzz target for FUZZ_SECS seconds (default 30)                ~6 min cold, 3 warm
+
+About 25-30 minutes from a fresh clone on 2 cores, 15-20 once the caches are warm.
+
+Needs: Rust (cargo; rustup adds rustfmt and clippy), python3 with venv and pip, node and npm,
+a JDK 17 or later (javac), Debian's apt-get and dpkg-deb (they fetch the Go toolchains, Ruby
+and the SDKs into ~/.cache/sts-sidecar/interop; nothing is installed into the system),
+unshare (util-linux) and ip (iproute2) with user and network namespaces allowed (step 8 stages
+the buildpack in a namespace of its own), and the package registries (crates.io, PyPI, npm,
+Debian) reachable. Installs into the checkout: .venv, .venv-build, .tools,
+interop/js/node_modules.
+
+Environment: FUZZ_SECS (seconds per fuzz target, default 30).
+HELP
+  exit 0
+fi
+if [ "$#" -gt 0 ]; then
+  echo "scripts/test.sh: takes no arguments (got $*); see scripts/test.sh --help" >&2
+  exit 2
+fi
+
 command -v cargo >/dev/null || { echo "scripts/test.sh: needs Rust (cargo) on PATH" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "scripts/test.sh: needs python3 (interop suite, local stack)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "scripts/test.sh: needs node and npm (AWS SDK for JavaScript clients)" >&2; exit 1; }
