@@ -94,6 +94,40 @@ changed file) re-reads keys and certificates; SIGTERM drains and stops."
     )]
     #[command(args_override_self = true)]
     Issuer(IssuerArgs),
+    /// Print a shell completion script, or the man page
+    #[command(
+        long_about = "Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), \
+or with `man` the manual page (roff), generated from this binary's own flags.\n\n\
+Examples:\n  sts-sidecar completions bash > /etc/bash_completion.d/sts-sidecar\n  \
+sts-sidecar completions zsh > \"${fpath[1]}/_sts-sidecar\"\n  \
+sts-sidecar completions man > /usr/local/share/man/man1/sts-sidecar.1"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// What `completions` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionsFor {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+    /// Elvish.
+    Elvish,
+    /// PowerShell.
+    Powershell,
+    /// The manual page (roff), for `man`.
+    Man,
+}
+
+/// Flags of `completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell, or `man`
+    #[arg(value_name = "SHELL")]
+    pub shell: CompletionsFor,
 }
 
 /// Flags of `issuer`.

@@ -71,6 +71,9 @@ fn main() {
             Command::CredentialProcess(args) => cmd::credential_process::run(args, sub, &env).await,
             Command::Check(args) => cmd::check::run(args, sub, &env).await,
             Command::Issuer(args) => cmd::issuer::run(args, sub, &env).await.map(|()| 0),
+            Command::Completions(args) => {
+                cmd::completions::run(args, &mut std::io::stdout().lock()).map(|()| 0)
+            }
         }
     });
     match result {

@@ -3,6 +3,7 @@
 //! with their causes and exits with [`ExitError::code`].
 
 pub mod check;
+pub mod completions;
 pub mod credential_process;
 pub mod exec;
 pub mod issuer;
