@@ -16,7 +16,7 @@ if [ ! -x "$bin" ]; then
     echo "scripts/buildpack.sh: $bin is not an executable file" >&2
     exit 1
   fi
-  scripts/release.sh
+  scripts/release.sh --x86_64
 fi
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
 mkdir -p "$out"

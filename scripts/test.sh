@@ -37,8 +37,9 @@ a JDK 17 or later (javac), Debian's apt-get and dpkg-deb (they fetch the Go tool
 and the SDKs into ~/.cache/sts-sidecar/interop; nothing is installed into the system),
 unshare (util-linux) and ip (iproute2) with user and network namespaces allowed (step 8 stages
 the buildpack in a namespace of its own), and the package registries (crates.io, PyPI, npm,
-Debian) reachable. Installs into the checkout: .venv, .venv-build, .tools,
-interop/js/node_modules.
+Debian) reachable. Installs into the checkout: .venv, .venv-build, .tools (cargo-fuzz),
+interop/js/node_modules; and once per machine into ~/.cache/sts-sidecar (the interop suite's
+toolchains and SDKs, cargo-zigbuild).
 
 Environment: FUZZ_SECS (seconds per fuzz target, default 30).
 HELP
