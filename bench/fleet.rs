@@ -862,7 +862,7 @@ fn report(args: &Args, sizes: &[usize], table: &str, outcomes: &[Outcome], wall:
         r#"# Fleet simulation: {sizes} sidecars against one STS and one token service
 
 Written by `bench/fleet.sh` (`bench/fleet.rs`) from the code of this commit; rerun it rather than
-edit this page. The README's section "At fleet scale" is written from these numbers.
+edit this page. The book's page "At fleet scale" (docs/fleet-scale.md) is written from these numbers.
 
 Each simulated sidecar runs the product's own refresher (`cache::spawn_role_with`: refresh
 schedule, jitter, backoff by error class, serving until the 5-minute floor) and its own
@@ -926,8 +926,8 @@ service fails).
 ",
     );
     s.push_str(
-        "In steady state each instance refreshes once per mean refresh interval (the README's \
-         schedule: 20 min for 1 h sessions, 6 h for 12 h sessions, less half the 10 % jitter), \
+        "In steady state each instance refreshes once per mean refresh interval (the refresh \
+         schedule in docs/refresh-and-failures.md: 20 min for 1 h sessions, 6 h for 12 h sessions, less half the 10 % jitter), \
          so STS sees N / interval calls per second. The simulation agrees:\n\n",
     );
     s.push_str("| scenario | policy | N | interval | expected STS/s | simulated STS/s | ratio |\n|---|---|--:|--:|--:|--:|--:|\n");

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Every YAML block of the README (and of docs/), parsed, and checked against the binary, so the
-instructions cannot drift from the program:
+"""Every YAML and shell block of the README and of the book (docs/), parsed, and checked against
+the binary, so the instructions cannot drift from the program:
 
 - each block parses (PyYAML, every document of it);
 - every sts-sidecar command line in it (a Kubernetes container running the sts-sidecar image,
@@ -10,7 +10,9 @@ instructions cannot drift from the program:
   binary knows, and so is every one in a `cf set-env` line of a shell block (the binary itself
   judges them: `check --config-only` names each variable of its namespace it does not know);
 - no Kubernetes probe sends an `httpGet` to a loopback address (the kubelet probes from the
-  node, where the sidecar's loopback listeners are not), and `httpGet` paths are admin paths.
+  node, where the sidecar's loopback listeners are not), and `httpGet` paths are admin paths;
+- every sts-sidecar command of a shell block (`sh`), continuation lines joined, comments,
+  pipes and redirections cut off, names a subcommand and only flags it accepts.
 
     python3 interop/check_readme.py [BINARY]     (default target/debug/sts-sidecar)
 """
@@ -24,7 +26,9 @@ import sys
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBCOMMANDS = ["serve", "exec", "credential-process", "check", "issuer"]
+SUBCOMMANDS = ["serve", "exec", "credential-process", "check", "issuer", "completions"]
+# Subcommands of subcommands whose flags count for their parent's command lines.
+NESTED = {"issuer": ["publish"]}
 ADMIN_PATHS = {"/healthz", "/ready", "/metrics", "/status"}
 
 
@@ -32,9 +36,34 @@ def flags_of(binary):
     """Each subcommand's long flags, from its --help (global flags included)."""
     flags = {}
     for sub in SUBCOMMANDS:
-        out = subprocess.run([binary, sub, "--help"], capture_output=True, text=True, check=True).stdout
-        flags[sub] = set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", out))
+        flags[sub] = set()
+        for argv in [[sub]] + [[sub, nested] for nested in NESTED.get(sub, [])]:
+            out = subprocess.run([binary, *argv, "--help"], capture_output=True, text=True, check=True).stdout
+            flags[sub] |= set(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", out))
     return flags
+
+
+def shell_commands(text):
+    """The simple commands of a shell block, each as argv: continuation lines joined, comments
+    dropped, cut at pipes, redirections and command separators, leading VAR=value dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        argv = []
+        for tok in tokens + [";"]:
+            if tok in ("|", "||", "&&", ";", "&") or tok.startswith((">", "<", "2>")):
+                while argv and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", argv[0]):
+                    argv.pop(0)
+                if argv:
+                    yield argv
+                argv = []
+                if tok.startswith((">", "<", "2>")):
+                    break
+            else:
+                argv.append(tok)
 
 
 def unknown_variables(binary, names):
@@ -146,7 +175,7 @@ def main():
     checker = Checker(flags_of(binary))
     files = [os.path.join(ROOT, "README.md")] + sorted(
         os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
-    parsed = 0
+    parsed = shells = 0
     for path in files:
         rel = os.path.relpath(path, ROOT)
         for line, text in blocks(path, "yaml"):
@@ -160,14 +189,17 @@ def main():
             for doc in docs:
                 checker.walk(where, doc)
         for line, text in blocks(path, "sh"):
+            shells += 1
             for m in re.finditer(r"cf set-env \S+ (STS_SIDECAR_[A-Z0-9_]+)", text):
                 checker.variable(f"{rel}:{line}", m.group(1))
+            for argv in shell_commands(text):
+                checker.command(f"{rel}:{line}", argv)
     checker.judge_variables(binary)
     if checker.problems:
         print("README check FAILED:\n  " + "\n  ".join(checker.problems), file=sys.stderr)
         return 1
-    print(f"README check passed: {parsed} YAML blocks parsed, {checker.commands} sts-sidecar command lines "
-          "checked against the binary's flags")
+    print(f"README check passed: {parsed} YAML and {shells} shell blocks read, {checker.commands} "
+          "sts-sidecar command lines checked against the binary's flags")
     return 0
 
 

@@ -24,7 +24,8 @@ scripts/test.sh: every check CI runs (.ci/run calls exactly this), in this order
      v3 and v2, Java v2, Go v1 and v2, Ruby, Rust and the AWS CRT against
      moto through the real binary                                         ~4 min (10 the first time)
   5. hadolint on the Dockerfile, docker-compose.yml parsed and checked    seconds
-  6. the README's YAML blocks and command lines against the binary       seconds
+  6. the README's and the book's YAML and shell blocks against the binary seconds
+     the book built with mdBook, every link in the repository checked    ~3 min once, seconds after
   7. the release build for Cloud Foundry stacks (glibc 2.17 floor)       ~9 min cold, 2 warm
   8. the buildpack staged and launched as Cloud Foundry does             ~1 min
   9. the local stack (scripts/dev-stack.sh --check), and on a busy port  ~1 min
@@ -39,7 +40,7 @@ unshare (util-linux) and ip (iproute2) with user and network namespaces allowed 
 the buildpack in a namespace of its own), and the package registries (crates.io, PyPI, npm,
 Debian) reachable. Installs into the checkout: .venv, .venv-build, .tools (cargo-fuzz),
 interop/js/node_modules; and once per machine into ~/.cache/sts-sidecar (the interop suite's
-toolchains and SDKs, cargo-zigbuild).
+toolchains and SDKs, cargo-zigbuild, mdBook).
 
 Environment: FUZZ_SECS (seconds per fuzz target, default 30).
 HELP
@@ -78,8 +79,10 @@ python3 interop/run.py test
 echo "==> Dockerfile lint (hadolint) and docker-compose.yml check"
 .venv/bin/hadolint Dockerfile
 .venv/bin/python interop/check_compose.py
-echo "==> README and docs: every YAML block parsed, its command lines checked against the binary"
+echo "==> README and the book: every YAML and shell block read, its command lines checked against the binary"
 .venv/bin/python interop/check_readme.py
+echo "==> the book (scripts/book.sh): mdBook builds it without a warning, every link in the repository resolves"
+scripts/book.sh
 echo "==> release build for CF stacks, glibc floor check (scripts/release.sh --x86_64)"
 scripts/release.sh --x86_64
 echo "==> the CF buildpack, staged and launched as Cloud Foundry does (interop/staging.py)"
