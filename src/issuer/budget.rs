@@ -89,9 +89,6 @@ struct Tenant {
     remembered: u32,
 }
 
-/// A spent budget (or the last resort).
-pub(super) type Spent = Refusal;
-
 impl Tenants {
     /// Nobody tracked yet.
     pub(super) fn new(budget: Budget) -> Self {
@@ -125,7 +122,7 @@ impl Tenants {
         instance: &str,
         jtis: &[(String, i64)],
         now_ms: i64,
-    ) -> Result<(), Spent> {
+    ) -> Result<(), Refusal> {
         let who = self.hasher.hash_one(instance);
         let keys: Vec<(u64, i64)> = jtis
             .iter()
