@@ -22,8 +22,8 @@ facts and where they come from):
    first style, the AWS SDK for Java v2 in the second, each calling STS and DynamoDB on moto
    with nothing configured but the endpoint.
 
-Also: staging with nothing configured, or a misspelled variable, fails with what to set; the
-buildpack as the last one fails with how to order them.
+Also: staging with nothing configured, a misspelled variable, or a CA file the app does not
+carry, fails with what to set; the buildpack as the last one fails with how to order them.
 
     python3 interop/staging.py --buildpack target/buildpack/sts-sidecar-buildpack-VERSION.zip
 
@@ -227,7 +227,8 @@ def droplet(checks, stack, procs, buildpack, work, env, style, app_argv):
 
 
 def refusals(checks, buildpack, work, stack):
-    """Staging with nothing configured, with a misspelled variable, and as the last buildpack."""
+    """Staging with nothing configured, a misspelled variable, a wrong CA path, and as the last
+    buildpack."""
     build, deps = os.path.join(work, "refusal-app"), os.path.join(work, "refusal-deps")
     os.makedirs(build)
     os.makedirs(os.path.join(deps, "0"))
@@ -244,6 +245,18 @@ def refusals(checks, buildpack, work, stack):
     out = p.stdout + p.stderr
     checks.check("a misspelled variable: staging fails naming it and the right name", p.returncode != 0
                  and "STS_SIDECAR_TOKEN_SERVICE_UR:" in out and "did you mean STS_SIDECAR_TOKEN_SERVICE_URL" in out, out)
+    # The app carries a CA bundle but the variable names it wrongly: at staging the app is not
+    # at /home/vcap/app yet, so the buildpack has the path looked for in the build directory.
+    open(os.path.join(build, "token-service-ca.pem"), "w").close()
+    typo = dict(base, STS_SIDECAR_ROLE_ARN=run.ROLE_TEMPLATE,
+                STS_SIDECAR_TOKEN_SERVICE_URL=stack.upstreams["TOKEN_SERVICE_URL"],
+                STS_SIDECAR_TOKEN_SERVICE_CA=f"{VCAP}/app/token-service.pem")
+    p = subprocess.run(supply, env=typo, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    checks.check("a CA path the app does not have: staging fails naming it", p.returncode != 0
+                 and f"{VCAP}/app/token-service.pem does not exist" in out
+                 and not os.path.exists(os.path.join(deps, "0", "launch.yml")), out)
+    os.remove(os.path.join(build, "token-service-ca.pem"))
     p = subprocess.run([os.path.join(buildpack, "bin", "detect"), build], env=base, capture_output=True, text=True)
     checks.check("bin/detect does not apply to an app that does not configure it", p.returncode == 1, p.stdout)
     p = subprocess.run([os.path.join(buildpack, "bin", "finalize"), build, os.path.join(work, "c"), deps, "0",

@@ -213,7 +213,14 @@ impl std::fmt::Display for UnreadableFile {
 /// stops at start naming each, rather than starting and answering 503 forever; a file that
 /// exists but does not parse, or a key that does not match its certificate yet, can still
 /// recover (a rotation in progress) and is left to the refreshers.
-pub fn unreadable_files(config: &Config) -> Vec<UnreadableFile> {
+///
+/// `locate` says where to look for a path now (`check --config-only --app-dir` at staging
+/// looks for `/home/vcap/app/...` in the directory the app is staged in); the path reported is
+/// the configured one.
+pub fn unreadable_files(
+    config: &Config,
+    locate: impl Fn(&std::path::Path) -> std::path::PathBuf,
+) -> Vec<UnreadableFile> {
     const IDENTITY_FIX: &str = "check the path (on Cloud Foundry, leave the certificate and key \
                                 to CF_INSTANCE_CERT and CF_INSTANCE_KEY)";
     const CA_FIX: &str = "check the path of the CA bundle that signs the token service's \
@@ -247,7 +254,7 @@ pub fn unreadable_files(config: &Config) -> Vec<UnreadableFile> {
         .into_iter()
         .filter(|(_, path, _)| seen.insert(path.to_path_buf()))
         .filter_map(|(origin, path, fix)| {
-            let problem = match std::fs::File::open(path).and_then(|f| f.metadata()) {
+            let problem = match std::fs::File::open(locate(path)).and_then(|f| f.metadata()) {
                 Ok(meta) if meta.is_file() => return None,
                 Ok(meta) => format!("is a {}, not a file: {fix}", crate::files::kind(&meta)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

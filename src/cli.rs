@@ -232,6 +232,11 @@ pub struct CheckArgs {
     /// run time stand in
     #[arg(long, conflicts_with_all = ["wait", "trust_policy"])]
     pub config_only: bool,
+    /// With --config-only, at staging: the directory the app is staged in. A file configured
+    /// under /home/vcap/app (where the app runs) is looked for here; a file elsewhere that is
+    /// not there yet is named as a warning, since it may be mounted at run time
+    #[arg(long, value_name = "DIR", requires = "config_only")]
+    pub app_dir: Option<std::path::PathBuf>,
     /// The role's trust policy (JSON, as `aws iam get-role --query
     /// Role.AssumeRolePolicyDocument` prints it): say which statement and condition the token
     /// fails

@@ -701,3 +701,56 @@ fn check_config_only_judges_the_configuration_as_at_staging() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_only_at_staging_looks_for_the_apps_files_where_it_is_staged() {
+    // At staging the app is in the build directory, not yet at /home/vcap/app: a CA bundle the
+    // app carries is looked for there (a typo fails the push); a file elsewhere may be mounted
+    // at run time and is only named.
+    let build = tempfile::tempdir().expect("tempdir");
+    std::fs::write(build.path().join("ca.pem"), "not checked here").expect("write");
+    let run = |ca: &str, app_dir: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "STS_SIDECAR_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/cf-app",
+            )
+            .env(
+                "STS_SIDECAR_TOKEN_SERVICE_URL",
+                "https://issuer.example.com",
+            )
+            .env("STS_SIDECAR_TOKEN_SERVICE_CA", ca)
+            .args(["check", "--config-only", "--auth-token-file", "/tmp/t"]);
+        if let Some(dir) = app_dir {
+            cmd.arg("--app-dir").arg(dir);
+        }
+        let out = cmd.output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run("/home/vcap/app/ca.pem", Some(build.path()));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("warning"), "{out}");
+    let (code, _, err) = run("/home/vcap/app/ca.pme", Some(build.path()));
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("token-service.ca_file: /home/vcap/app/ca.pme does not exist"),
+        "{err}"
+    );
+    let (code, out, err) = run("/var/vcap/data/volume/ca.pem", Some(build.path()));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("warning")
+            && out.contains("/var/vcap/data/volume/ca.pem does not exist")
+            && out.contains("must be there when the app runs"),
+        "{out}"
+    );
+    // Without --app-dir (a user's own check) every file must be there.
+    let (code, _, err) = run("/home/vcap/app/ca.pem", None);
+    assert_eq!(code, Some(64), "{err}");
+}

@@ -130,9 +130,10 @@ impl World {
         panic!("status never got there: {last}");
     }
 
-    /// Waits for `sidecar` to be ready; panics with `/status` if it never is.
+    /// Waits for `sidecar` to be ready (up to 10 s: the whole suite shares two cores); panics
+    /// with `/status` if it never is.
     async fn ready(&self, sidecar: &Sidecar) {
-        for _ in 0..200 {
+        for _ in 0..400 {
             if sidecar.admin.is_ready() {
                 return;
             }

@@ -9,6 +9,7 @@
 //! `STS_SIDECAR_ADMIN_LISTEN`, or the config file's `server.admin_listen`), for start scripts.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::trust::{self, Trust};
 /// Runs the checks; returns the exit code (0 all passed, 1 something failed).
 pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
     if args.config_only {
-        return config_only(matches, env);
+        return config_only(args, matches, env);
     }
     let mut flags = Overrides::new(matches, env);
     if let Some(secs) = args.wait {
@@ -177,17 +178,42 @@ impl Report {
 const DIEGO_CERT: &str = "/etc/cf-instance-credentials/instance.crt";
 const DIEGO_KEY: &str = "/etc/cf-instance-credentials/instance.key";
 
+/// Where a Cloud Foundry app runs; at staging it is in the build directory (`--app-dir`).
+const CF_APP_ROOT: &str = "/home/vcap/app";
+
 /// `check --config-only`: the configuration as `serve` would judge it, nothing read or called.
-fn config_only(matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
+fn config_only(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Result<i32, ExitError> {
     let at_run_time = AtRunTime { env };
     let flags = Overrides::new(matches, &at_run_time);
     let config = Config::load(&flags, &at_run_time)?;
+    let staged = |path: &Path| {
+        let dir = args.app_dir.as_deref()?;
+        let rest = path.strip_prefix(CF_APP_ROOT).ok()?;
+        Some(dir.join(rest))
+    };
+    let mut unreadable = app::unreadable_files(&config, |p| staged(p).unwrap_or(p.to_path_buf()));
     // What stands in for a variable Diego sets at run time is not there at staging.
-    super::require_files(&config, |f| {
-        STANDING_IN.contains(&f.origin.as_str()) && env.var(&f.origin).is_none()
-    })?;
+    unreadable
+        .retain(|f| !(STANDING_IN.contains(&f.origin.as_str()) && env.var(&f.origin).is_none()));
+    // At staging, only the app's own files are there to be checked; one elsewhere may be a
+    // volume or a platform file that appears at run time.
+    let (missing, later): (Vec<_>, Vec<_>) = unreadable
+        .into_iter()
+        .partition(|f| args.app_dir.is_none() || staged(&f.path).is_some());
+    if !missing.is_empty() {
+        let lines: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(ExitError::config(anyhow::anyhow!(
+            "files the configuration names cannot be used:\n  {}",
+            lines.join("\n  ")
+        )));
+    }
     let mut out = Report::default();
     print_config(&mut out, &config);
+    for f in &later {
+        out.line(format!(
+            "  warning           {f} at staging: it must be there when the app runs"
+        ));
+    }
     out.line(
         "
 configuration ok (--config-only: no identity read, nothing called)",

@@ -46,7 +46,7 @@ pub async fn run(args: &ExecArgs, matches: &ArgMatches, env: &dyn Env) -> Result
     }
     flags.fresh_auth_token = true;
     let config = Config::load(&flags, env)?;
-    super::require_files(&config, |_| false)?;
+    super::require_files(&config)?;
     let role = app::pick_role(&config, args.role.as_deref())?.alias.clone();
     let AuthSource::Generated(token) = &config.auth else {
         return Err(ExitError::failure(anyhow::anyhow!(

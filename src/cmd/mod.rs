@@ -61,16 +61,16 @@ impl From<crate::config::Error> for ExitError {
 
 /// Stops a command that would serve with certificate, key or CA files that do not exist or
 /// cannot be read (see [`crate::app::unreadable_files`]): each is logged as an error and named
-/// in the exit message. `standing_in` leaves out paths that only stand in for what the
-/// platform sets at run time (`check --config-only` at staging).
-pub fn require_files(
-    config: &crate::config::Config,
-    standing_in: impl Fn(&crate::app::UnreadableFile) -> bool,
-) -> Result<(), ExitError> {
-    let unreadable: Vec<_> = crate::app::unreadable_files(config)
-        .into_iter()
-        .filter(|f| !standing_in(f))
-        .collect();
+/// in the exit message.
+pub fn require_files(config: &crate::config::Config) -> Result<(), ExitError> {
+    refuse_unreadable(crate::app::unreadable_files(
+        config,
+        std::path::Path::to_path_buf,
+    ))
+}
+
+/// Exit 64 naming each of `unreadable`, if there is any.
+pub fn refuse_unreadable(unreadable: Vec<crate::app::UnreadableFile>) -> Result<(), ExitError> {
     if unreadable.is_empty() {
         return Ok(());
     }

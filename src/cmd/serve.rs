@@ -17,7 +17,7 @@ use crate::config::{Config, Env, Overrides};
 /// Runs `serve` until a signal.
 pub async fn run(_args: &ServeArgs, matches: &ArgMatches, env: &dyn Env) -> Result<(), ExitError> {
     let config = Config::load(&Overrides::new(matches, env), env)?;
-    super::require_files(&config, |_| false)?;
+    super::require_files(&config)?;
     let auth = app::auth(&config)?;
     let (credentials, admin) = app::bind_both(&config).await?;
     for warning in &config.warnings {
