@@ -150,6 +150,20 @@ class Checker:
                         if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
                             self.problem(name, f"{probe_key} httpGet to {host}: the kubelet probes from "
                                                "the node, which cannot reach the pod's loopback")
+                        # Without a host the probe goes to the pod's address: the sidecar's
+                        # admin listener must be bound there, not to loopback (its default).
+                        args = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+                        admin = next((args[i + 1] if a == "--admin-listen" else a.split("=", 1)[1]
+                                      for i, a in enumerate(args)
+                                      if a == "--admin-listen" and i + 1 < len(args)
+                                      or a.startswith("--admin-listen=")), "127.0.0.1:61680")
+                        if "sts-sidecar" in str(c.get("image", "")) and not host and (
+                                admin.startswith(("127.", "[::1]", "localhost"))
+                                and admin.rsplit(":", 1)[-1] == str(http.get("port"))):
+                            self.problem(name, f"{probe_key} httpGet to port {http.get('port')}: the "
+                                               f"admin listener is on loopback ({admin}), which the "
+                                               "probe does not reach; use an exec probe "
+                                               "(sts-sidecar check --wait 0) or --admin-listen 0.0.0.0:PORT")
                         if http.get("path") not in ADMIN_PATHS:
                             self.problem(name, f"{probe_key} httpGet path {http.get('path')} is not an admin path")
                     exec_ = probe.get("exec")

@@ -4,7 +4,8 @@
 # fleet simulation (a small smoke run; bench/fleet.sh makes the real figures), the interop suite
 # (boto3, AWS CLI, AWS SDK for JavaScript v3 and Rust SDK against moto through the real binary),
 # the Dockerfile lint and docker-compose file check, the README's YAML checked against the
-# binary, the release build against a glibc 2.17 floor with its GLIBC_ symbol check, the CF
+# binary, the Kubernetes manifests and Helm chart against the API schemas, the release workflow
+# linted, the release build against a glibc 2.17 floor with its GLIBC_ symbol check, the CF
 # buildpack staged and launched as Cloud Foundry does, the local stack end to end (and on a
 # busy port), and every fuzz target for a bounded time (FUZZ_SECS, default 30 s each).
 # Needs Rust (cargo), python3, node/npm, a JDK and Debian's apt-get; installs crates, a .venv,
@@ -26,7 +27,10 @@ scripts/test.sh: every check CI runs (.ci/run calls exactly this), in this order
   5. hadolint on the Dockerfile, docker-compose.yml parsed and checked    seconds
   6. the README's and the book's YAML and shell blocks against the binary seconds
      the book built with mdBook, every link in the repository checked    ~3 min once, seconds after
+     deploy/: Kubernetes manifests and the Helm chart, rendered by Helm's
+     SDK, validated against the Kubernetes 1.29 and 1.37 API schemas     ~10 s
   7. the release build for Cloud Foundry stacks (glibc 2.17 floor)       ~9 min cold, 2 warm
+     the release workflow linted (jactionlint, shellcheck), its helpers  seconds
   8. the buildpack staged and launched as Cloud Foundry does             ~1 min
   9. the local stack (scripts/dev-stack.sh --check), and on a busy port  ~1 min
  10. every fuzz target for FUZZ_SECS seconds (default 30)                ~6 min cold, 3 warm
@@ -83,8 +87,12 @@ echo "==> README and the book: every YAML and shell block read, its command line
 .venv/bin/python interop/check_readme.py
 echo "==> the book (scripts/book.sh): mdBook builds it without a warning, every link in the repository resolves"
 scripts/book.sh
+echo "==> deploy/: Kubernetes manifests and the Helm chart (scripts/check-deploy.py)"
+.venv/bin/python scripts/check-deploy.py
 echo "==> release build for CF stacks, glibc floor check (scripts/release.sh --x86_64)"
 scripts/release.sh --x86_64
+echo "==> the release workflow and its helpers (scripts/check-release.sh)"
+scripts/check-release.sh
 echo "==> the CF buildpack, staged and launched as Cloud Foundry does (interop/staging.py)"
 buildpack_zip=$(scripts/buildpack.sh)
 .venv/bin/python interop/staging.py --buildpack "$buildpack_zip"
