@@ -12,7 +12,15 @@ the binary, so the instructions cannot drift from the program:
 - no Kubernetes probe sends an `httpGet` to a loopback address (the kubelet probes from the
   node, where the sidecar's loopback listeners are not), and `httpGet` paths are admin paths;
 - every sts-sidecar command of a shell block (`sh`), continuation lines joined, comments,
-  pipes and redirections cut off, names a subcommand and only flags it accepts.
+  pipes and redirections cut off, names a subcommand and only flags it accepts;
+- and every one of those command lines is then run against the binary, as far as it can run
+  here: `completions` for real; `check --wait` (a probe) once, where 1 (not ready) is an
+  answer; `serve`, `exec`, `credential-process` and `check` through
+  `check --config-only` with the same flags (and the container's or app's variables), which
+  judges the whole configuration as `serve` would without calling anything; `issuer` and
+  `issuer publish` for real, with a time limit. Files a command names that are not on this
+  machine (a certificate in a container, a signing key the reader makes) may be refused as
+  missing, and nothing else may be.
 
     python3 interop/check_readme.py [BINARY]     (default target/debug/sts-sidecar)
 """
@@ -22,6 +30,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -74,6 +83,86 @@ def unknown_variables(binary, names):
     return {name for name in names if f"{name}: is not a variable sts-sidecar knows" in out.stderr}
 
 
+# What a Cloud Foundry container has, for role templates ({org}, {space}, {app}).
+VCAP_APPLICATION = ('{"application_name":"movie-app","organization_name":"demo-org",'
+                    '"space_name":"dev","instance_index":0}')
+# Flags of exec and credential-process that `check --config-only` does not take: name -> takes a value.
+NOT_CONFIG = {"--ready-timeout": True, "--trust-policy": True, "--wait": True}
+
+
+def missing_files_only(out):
+    """Whether every complaint in `out` is a file that is not on this machine."""
+    complaints = re.findall(r"^  (\S+): (.*)$", out, re.M)
+    return bool(complaints) and all(" does not exist" in text or "No such file" in text
+                                    for _, text in complaints)
+
+
+def p256_key_pem():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def run_one(binary, args, env, tmp):
+    """Runs one documented command line as far as it can run here; the problem, or None."""
+    sub, rest = args[0], args[1:]
+    if "--" in rest:
+        rest = rest[:rest.index("--")]
+    run_env = {"PATH": os.environ.get("PATH", ""), "HOME": tmp, "VCAP_APPLICATION": VCAP_APPLICATION,
+               "AWS_CONTAINER_AUTHORIZATION_TOKEN": "0123456789abcdef0123456789abcdef", **env}
+    if "github-actions" in rest:
+        # What GitHub gives a job with `permissions: id-token: write`.
+        run_env.update(ACTIONS_ID_TOKEN_REQUEST_URL="https://pipelines.actions.githubusercontent.com/x",
+                       ACTIONS_ID_TOKEN_REQUEST_TOKEN="request-token")
+    for name, value in list(run_env.items()):
+        # A manifest variable (`((signing_key))`, given with cf push --var): a key of the kind
+        # the README generates, made here.
+        if re.fullmatch(r"\(\([a-z_]+\)\)", value):
+            run_env[name] = p256_key_pem()
+    if sub == "completions":
+        p = subprocess.run([binary, *args], env=run_env, capture_output=True, text=True, timeout=30)
+        return None if p.returncode == 0 and p.stdout else f"exit {p.returncode}: {p.stderr.strip()}"
+    if sub == "issuer":
+        # For real, in an empty folder, for at most 3 s: it may only stop over files this
+        # machine does not have (the CA, the signing key), or keep running.
+        try:
+            p = subprocess.run([binary, *args, *([] if "publish" in rest else ["--listen", "127.0.0.1:0",
+                                "--admin-listen", "127.0.0.1:0"])],
+                               env=run_env, cwd=tmp, capture_output=True, text=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            return None
+        out = p.stderr + p.stdout
+        if p.returncode == 0 or (p.returncode == 64 and re.search(r"(does not exist|No such file|is not set)", out)):
+            return None
+        return f"exit {p.returncode}: {out.strip()[-600:]}"
+    if sub == "check" and any(a.split("=", 1)[0] == "--wait" for a in rest):
+        # A probe: asks /ready once (--wait 0). Nothing listens here, or something that is not
+        # ready: 1 is its answer; 2 or 64 would be a command line it refuses.
+        argv = [a if not a.startswith("--wait=") else "--wait=0" for a in rest]
+        argv = ["0" if i > 0 and argv[i - 1] == "--wait" else a for i, a in enumerate(argv)]
+        p = subprocess.run([binary, "check", *argv], env=run_env, cwd=tmp, capture_output=True,
+                           text=True, timeout=30)
+        return None if p.returncode in (0, 1) else f"exit {p.returncode}: {(p.stderr + p.stdout).strip()[-600:]}"
+    config = []
+    i = 0
+    while i < len(rest):
+        name = rest[i].split("=", 1)[0]
+        if name in NOT_CONFIG:
+            i += 1 if "=" in rest[i] or not NOT_CONFIG[name] else 2
+            continue
+        config.append(rest[i])
+        i += 1
+    p = subprocess.run([binary, "check", "--config-only", *config], env=run_env, cwd=tmp,
+                       capture_output=True, text=True, timeout=30)
+    out = p.stderr + p.stdout
+    if p.returncode == 0 or (p.returncode == 64 and missing_files_only(out)):
+        return None
+    return f"check --config-only {shlex.join(config)} exits {p.returncode}: {out.strip()[-600:]}"
+
+
 def blocks(path, lang):
     text = open(path).read()
     for m in re.finditer(rf"^```{lang}\n(.*?)^```", text, re.S | re.M):
@@ -87,12 +176,14 @@ class Checker:
         self.variables = []  # (where, name), judged at the end by the binary
         self.problems = []
         self.commands = 0
+        self.runs = []  # (where, args, env): run against the binary at the end
 
     def problem(self, where, message):
         self.problems.append(f"{where}: {message}")
 
-    def command(self, where, argv):
-        """An sts-sidecar command line (argv[0] is the program)."""
+    def command(self, where, argv, env=None):
+        """An sts-sidecar command line (argv[0] is the program), with the variables it runs
+        with where the block says (a container's env:, an app's env:)."""
         if not argv or not os.path.basename(str(argv[0])).startswith("sts-sidecar"):
             return
         self.commands += 1
@@ -101,6 +192,7 @@ class Checker:
             self.problem(where, f"{' '.join(map(str, argv))}: no subcommand of {SUBCOMMANDS}")
             return
         sub = args[0]
+        known = True
         for arg in args[1:]:
             if arg == "--":
                 break
@@ -108,6 +200,20 @@ class Checker:
                 name = arg.split("=", 1)[0]
                 if name not in self.flags[sub]:
                     self.problem(where, f"sts-sidecar {sub} has no flag {name}")
+                    known = False
+        if known:
+            self.runs.append((where, args, dict(env or {})))
+
+    def run_all(self, binary):
+        """Each command line, run as far as it can run here (see the module's docstring)."""
+        ran = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for where, args, env in self.runs:
+                problem = run_one(binary, args, env, tmp)
+                ran += 1
+                if problem:
+                    self.problem(where, f"sts-sidecar {shlex.join(args)}: {problem}")
+        return ran
 
     def variable(self, where, name):
         if name.startswith("STS_SIDECAR_"):
@@ -135,8 +241,10 @@ class Checker:
                 if not isinstance(c, dict):
                     continue
                 name = f"{where} container {c.get('name')}"
+                env = {str(e.get("name")): str(e.get("value", "")) for e in c.get("env") or []
+                       if isinstance(e, dict)}
                 if "sts-sidecar" in str(c.get("image", "")):
-                    self.command(name, (c.get("command") or ["sts-sidecar"]) + (c.get("args") or []))
+                    self.command(name, (c.get("command") or ["sts-sidecar"]) + (c.get("args") or []), env)
                 for e in c.get("env") or []:
                     if isinstance(e, dict):
                         self.variable(name, str(e.get("name", "")))
@@ -179,13 +287,14 @@ class Checker:
                 self.variable(name, str(key))
             commands = [app.get("command")] + [s.get("command") for s in app.get("sidecars") or []
                                                if isinstance(s, dict)]
+            env = {str(k): str(v) for k, v in (app.get("env") or {}).items()}
             for command in commands:
                 if isinstance(command, str):
-                    self.command(name, shlex.split(command))
+                    self.command(name, shlex.split(command), env)
 
 
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "sts-sidecar")
+    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "sts-sidecar"))
     checker = Checker(flags_of(binary))
     files = [os.path.join(ROOT, "README.md")] + sorted(
         os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
@@ -209,11 +318,12 @@ def main():
             for argv in shell_commands(text):
                 checker.command(f"{rel}:{line}", argv)
     checker.judge_variables(binary)
+    ran = checker.run_all(binary)
     if checker.problems:
         print("README check FAILED:\n  " + "\n  ".join(checker.problems), file=sys.stderr)
         return 1
     print(f"README check passed: {parsed} YAML and {shells} shell blocks read, {checker.commands} "
-          "sts-sidecar command lines checked against the binary's flags")
+          f"sts-sidecar command lines checked against the binary's flags, {ran} of them run")
     return 0
 
 

@@ -104,8 +104,9 @@ pub enum LoadError {
         /// Which rule.
         problem: String,
     },
-    /// A key does not parse or cannot sign.
-    #[error("{what} {source}")]
+    /// A key does not parse or cannot sign. (The reason is the source: error chains print it
+    /// after the name, once.)
+    #[error("{what}")]
     Key {
         /// The file or variable.
         what: String,
@@ -114,7 +115,7 @@ pub enum LoadError {
         source: jws::KeyError,
     },
     /// A CA bundle holds nothing usable.
-    #[error("{what} {source}")]
+    #[error("{what}")]
     Ca {
         /// The file or variable.
         what: String,

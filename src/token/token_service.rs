@@ -446,13 +446,12 @@ fn not_jwt(url: &str, what: String) -> Error {
 }
 
 fn unreachable(url: &str, source: reqwest::Error) -> Error {
-    Error::Unreachable {
-        origin: origin(url),
+    super::http::unreachable(
+        &origin(url),
         source,
-        hint: "check --token-service-url, HTTPS_PROXY/NO_PROXY, and --token-service-ca if the \
-               service's certificate comes from a private CA"
-            .to_owned(),
-    }
+        "check --token-service-url, HTTPS_PROXY/NO_PROXY, and --token-service-ca if the \
+         service's certificate comes from a private CA",
+    )
 }
 
 #[cfg(test)]
