@@ -737,7 +737,10 @@ fn roles(
         };
         let arn_key = format!("{path}.arn");
         let Some(arn) = c.text(&arn_key, &spec.arn) else {
-            if !spec.arn.is_present() {
+            // Missing or blank (`arn = ""`, an empty STS_SIDECAR_ROLE_ARN): a role without an
+            // ARN must not be dropped silently, or a config of one such role would serve none.
+            // A value of the wrong type was reported already.
+            if !matches!(spec.arn, crate::checker::Field::Invalid(_)) {
                 c.problem(
                     &arn_key,
                     "no role ARN: pass --role-arn arn:aws:iam::<account>:role/<name> or set \

@@ -431,6 +431,33 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_role_arn_is_refused_not_dropped() {
+        // Found by the config fuzz target: `arn = ""` was dropped without a word, and a config
+        // whose only role had it was accepted with no role at all.
+        let mut env = HashMap::new();
+        env.insert(ENV_AUTH_TOKEN.to_owned(), "0123456789abcdef0123".to_owned());
+        env.insert(
+            "CF_INSTANCE_CERT".to_owned(),
+            "/etc/cf/instance.crt".to_owned(),
+        );
+        env.insert(
+            "CF_INSTANCE_KEY".to_owned(),
+            "/etc/cf/instance.key".to_owned(),
+        );
+        for arn in ["\"\"", "\"   \""] {
+            let text = format!(
+                "[token_service]\nurl = \"https://cits.example.com\"\n[[role]]\narn = {arn}\n"
+            );
+            let e = Config::parse(Some((&text, "t.toml")), &Overrides::default(), &env)
+                .expect_err("a role without an ARN");
+            assert!(
+                e.to_string().contains("role[0].arn in t.toml: no role ARN"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_broken_file_names_the_line() {
         let e = Config::parse(
             Some((
