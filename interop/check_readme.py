@@ -4,7 +4,8 @@ the binary, so the instructions cannot drift from the program:
 
 - each block parses (PyYAML, every document of it);
 - every sts-sidecar command line in it (a Kubernetes container running the sts-sidecar image,
-  an exec probe, a Cloud Foundry `command:` or sidecar `command:`) names a subcommand that
+  an exec probe, a Cloud Foundry `command:` or sidecar `command:`, a CI job's `script:` or
+  `run:` line) names a subcommand that
   exists and only flags that subcommand accepts (from its own `--help`);
 - every `STS_SIDECAR_*` variable it sets (Kubernetes `env:`, Cloud Foundry `env:`) is one the
   binary knows, and so is every one in a `cf set-env` line of a shell block (the binary itself
@@ -113,6 +114,13 @@ def run_one(binary, args, env, tmp):
         rest = rest[:rest.index("--")]
     run_env = {"PATH": os.environ.get("PATH", ""), "HOME": tmp, "VCAP_APPLICATION": VCAP_APPLICATION,
                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "0123456789abcdef0123456789abcdef", **env}
+    if "gitlab" in rest or "--gitlab-token-variable" in " ".join(rest):
+        # What GitLab gives a job that asks for an ID token under id_tokens.
+        name = next((a.split("=", 1)[1] if "=" in a else rest[i + 1] for i, a in enumerate(rest)
+                     if a.startswith("--gitlab-token-variable")), "ID_TOKEN")
+        run_env[name] = "a.job-token.x"
+    if "circleci" in rest:
+        run_env["CIRCLE_OIDC_TOKEN_V2"] = "a.job-token.x"
     if "github-actions" in rest:
         # What GitHub gives a job with `permissions: id-token: write`.
         run_env.update(ACTIONS_ID_TOKEN_REQUEST_URL="https://pipelines.actions.githubusercontent.com/x",
@@ -227,6 +235,13 @@ class Checker:
 
     def walk(self, where, node):
         if isinstance(node, dict):
+            # A CI job's shell lines: GitLab's script:, GitHub's and CircleCI's run:.
+            for key in ("script", "before_script", "after_script", "run"):
+                lines = node.get(key)
+                for line in lines if isinstance(lines, list) else [lines]:
+                    if isinstance(line, str):
+                        for argv in shell_commands(line):
+                            self.command(where, argv)
             self.kubernetes(where, node)
             self.cloud_foundry(where, node)
             for value in node.values():

@@ -83,6 +83,27 @@ impl Trust {
                  \"repo:{repo}:*\" allows every branch"
             ));
         }
+        if let Some(org) = provider.strip_prefix("oidc.circleci.com/org/") {
+            let project = claims
+                .extra("oidc.circleci.com/project-id")
+                .unwrap_or("<project id>");
+            notes.push(format!(
+                "CircleCI: aud is the organization id ({org}), which the IAM OIDC provider for \
+                 https://{provider} must list as its audience; sub is \
+                 org/{org}/project/<project id>/user/<user id> (CIRCLE_OIDC_TOKEN_V2 adds \
+                 /vcs-origin/<repository>/vcs-ref/<ref>); StringLike \"org/{org}/project/{project}/*\" \
+                 allows every user and ref of the project"
+            ));
+        } else if let (Some(project), Some(_)) =
+            (claims.extra("project_path"), claims.extra("ref_type"))
+        {
+            notes.push(format!(
+                "GitLab: sub is project_path:{project}:ref_type:<branch|tag>:ref:<name> unless \
+                 the project changed its components; StringLike \"project_path:{project}:*\" \
+                 allows every branch and tag; aud is what the job asked for under id_tokens, and \
+                 the IAM OIDC provider for https://{provider} must list it"
+            ));
+        }
         if claims.aud.len() > 1 {
             notes.push(format!(
                 "the token has {} audiences; STS matches one of them against the provider's \
@@ -390,6 +411,71 @@ mod tests {
         assert!(
             v.lines[0].contains("accounts.google.com:aud") && v.lines[0].contains("\"1122\""),
             "{v:?}"
+        );
+    }
+
+    #[test]
+    fn knows_gitlab_and_circleci_tokens() {
+        // See: issue #25. Their issuers and sub formats, and the keys a policy matches on.
+        let gitlab = claims(
+            "https://gitlab.com",
+            "project_path:acme/platform/deployer:ref_type:branch:ref:main",
+            &["sts.amazonaws.com"],
+            &[
+                ("project_path", "acme/platform/deployer"),
+                ("ref_type", "branch"),
+            ],
+        );
+        let t = Trust::for_claims(&gitlab, "123456789012");
+        assert_eq!(
+            t.principal,
+            "arn:aws:iam::123456789012:oidc-provider/gitlab.com"
+        );
+        assert!(t.conditions.contains(&(
+            "gitlab.com:sub".into(),
+            "project_path:acme/platform/deployer:ref_type:branch:ref:main".into()
+        )));
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("project_path:acme/platform/deployer:*")),
+            "{t:?}"
+        );
+        let p = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
+        let policy = format!(
+            r#"{{"Statement":{{"Effect":"Allow","Principal":{{"Federated":"{p}"}},
+            "Action":"sts:AssumeRoleWithWebIdentity",
+            "Condition":{{"StringLike":{{"gitlab.com:sub":"project_path:acme/platform/deployer:ref_type:tag:*"}}}}}}}}"#
+        );
+        let v = evaluate(&policy, &gitlab, "123456789012").unwrap();
+        assert!(
+            !v.allowed && v.lines[0].contains("ref_type:branch:ref:main"),
+            "{v:?}"
+        );
+
+        let org = "2f8d5c3e-0000-4000-8000-00000000a0a0";
+        let circle = claims(
+            &format!("https://oidc.circleci.com/org/{org}"),
+            &format!(
+                "org/{org}/project/p-1/user/u-1/vcs-origin/github.com/acme/app/vcs-ref/refs/heads/main"
+            ),
+            &[org],
+            &[("oidc.circleci.com/project-id", "p-1")],
+        );
+        let t = Trust::for_claims(&circle, "123456789012");
+        assert_eq!(
+            t.principal,
+            format!("arn:aws:iam::123456789012:oidc-provider/oidc.circleci.com/org/{org}")
+        );
+        assert!(
+            t.conditions
+                .contains(&(format!("oidc.circleci.com/org/{org}:aud"), org.into()))
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains(&format!("org/{org}/project/p-1/*"))),
+            "{t:?}"
         );
     }
 

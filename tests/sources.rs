@@ -616,6 +616,103 @@ async fn github_actions_tokens_come_from_the_job_variables() {
     assert!(!e.to_string().contains("expired-request-token"));
 }
 
+// ---- GitLab CI and CircleCI
+
+#[tokio::test]
+async fn gitlab_and_circleci_jobs_give_their_tokens_in_variables() {
+    // See: issue #25. The token is the job's: read from its variable, served until it expires,
+    // and then refused with what to do (rerun the job), never renewed.
+    let mut world = World::new().await;
+    let gitlab = crate::support::flags(&["--source", "gitlab", "--role-arn", ROLE_ARN]);
+    let e = world.parse("", &gitlab).expect_err("no variable").chain();
+    assert!(
+        e.contains("ID_TOKEN: not set: GitLab sets it only for a job that asks for an ID token")
+            && e.contains("id_tokens: {ID_TOKEN: {aud: sts.amazonaws.com}}"),
+        "{e}"
+    );
+    let sub = "project_path:acme/deployer:ref_type:branch:ref:main";
+    let token = world.idp.mint_token(sub, Duration::from_secs(3600));
+    world.set_env("AWS_DEPLOY_TOKEN", token.clone());
+    let named = crate::support::flags(&[
+        "--gitlab-token-variable",
+        "AWS_DEPLOY_TOKEN",
+        "--role-arn",
+        ROLE_ARN,
+    ]);
+    let config = world.parse("", &named).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !format!("{config:?}").contains(&token),
+        "the token in Debug"
+    );
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    assert_eq!(world.sts.seen().last().expect("sts").subject, sub);
+    let status = world.status(&sidecar).await.to_string();
+    assert!(
+        status.contains("the GitLab CI job's ID token $AWS_DEPLOY_TOKEN")
+            && !status.contains(&token),
+        "{status}"
+    );
+    sidecar.shutdown().await;
+
+    // CircleCI: the V2 token when there is one, else the first.
+    let circle = crate::support::flags(&["--source", "circleci", "--role-arn", ROLE_ARN]);
+    let e = world.parse("", &circle).expect_err("no variables").chain();
+    assert!(
+        e.contains("CIRCLE_OIDC_TOKEN_V2: not set, and neither is CIRCLE_OIDC_TOKEN"),
+        "{e}"
+    );
+    world.set_env(
+        "CIRCLE_OIDC_TOKEN",
+        world
+            .idp
+            .mint_token("org/o/project/p/user/u", Duration::from_secs(3600)),
+    );
+    let config = world.parse("", &circle).unwrap_or_else(|e| panic!("{e}"));
+    world.token_source(&config).token().await.expect("V1 token");
+    assert_eq!(world.sts.seen().len(), 1, "token_source alone calls no STS");
+    let v2 = "org/o/project/p/user/u/vcs-origin/github.com/acme/app/vcs-ref/refs/heads/main";
+    world.set_env(
+        "CIRCLE_OIDC_TOKEN_V2",
+        world.idp.mint_token(v2, Duration::from_secs(3600)),
+    );
+    let config = world.parse("", &circle).unwrap_or_else(|e| panic!("{e}"));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    assert_eq!(world.sts.seen().last().expect("sts").subject, v2);
+    sidecar.shutdown().await;
+
+    // Expired: refused, saying when and that only a rerun of the job renews it.
+    let signer = sts_sidecar::testing::jwt::JwtSigner::generate("test").expect("key");
+    let expired = sts_sidecar::clock::now_unix() - 600;
+    let old = signer
+        .sign(&serde_json::json!({"sub": "x", "iat": expired - 3600, "exp": expired}))
+        .expect("sign");
+    world.set_env("CIRCLE_OIDC_TOKEN_V2", old.clone());
+    let config = world.parse("", &circle).unwrap_or_else(|e| panic!("{e}"));
+    let e = world
+        .token_source(&config)
+        .token()
+        .await
+        .expect_err("expired");
+    let text = e.chain();
+    assert!(
+        text.contains(&format!(
+            "expired at {} (10 min ago)",
+            sts_sidecar::clock::format_rfc3339(expired)
+        )),
+        "{text}"
+    );
+    assert!(
+        e.hint()
+            .contains("CircleCI sets CIRCLE_OIDC_TOKEN_V2 when the job starts")
+            && e.hint().contains("rerun the job"),
+        "{}",
+        e.hint()
+    );
+    assert!(!text.contains(&old) && !e.hint().contains(&old));
+}
+
 // ---- command
 
 #[tokio::test]

@@ -22,10 +22,13 @@
 //! token.
 
 pub mod cache;
+mod ci_job;
+pub mod circleci;
 pub mod command;
 pub mod file;
 pub mod gcp_metadata;
 pub mod github_actions;
+pub mod gitlab;
 mod http;
 mod jwt;
 pub mod oidc;
@@ -340,6 +343,10 @@ kinds! {
     Oidc(oidc::Oidc),
     /// `github-actions`: the OIDC token of a GitHub Actions job.
     GithubActions(github_actions::GithubActions),
+    /// `gitlab`: the ID token of a GitLab CI/CD job, from the variable it names.
+    Gitlab(gitlab::Gitlab),
+    /// `circleci`: the OIDC token of a CircleCI job.
+    Circleci(circleci::Circleci),
     /// `command`: a program that prints a token.
     Command(command::CommandSource),
 }
