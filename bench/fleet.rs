@@ -277,6 +277,7 @@ impl SimSts {
         let answer = self.upstream.admit(denied);
         tokio::time::sleep(self.upstream.latency).await;
         let fail = |code: &str, message: &str| backend::Error::Sts {
+            call: "AssumeRoleWithWebIdentity",
             role_arn: role_arn.to_owned(),
             code: code.to_owned(),
             message: message.to_owned(),

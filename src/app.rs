@@ -125,44 +125,95 @@ pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, Err
     }
     #[cfg(feature = "sts")]
     let client = backend::sts::client(&config.sts).await;
+    #[cfg(not(feature = "sts"))]
+    let client = ();
     let mut roles = Vec::new();
     for role in &config.roles {
-        let backend = match &role.backend {
-            RoleBackend::WebIdentity { source } => {
-                // Config guarantees the name; a role naming no built source cannot be served.
-                let Some(token) = sources.iter().find(|s| s.name() == source).cloned() else {
-                    return Err(Error::Backend(backend::Error::Setup {
-                        role_arn: role.arn.clone(),
-                        detail: format!("names the source {source}, which was not built"),
-                        source: None,
-                    }));
-                };
-                #[cfg(feature = "sts")]
-                {
-                    Backend::Sts(backend::Sts::new(
-                        client.clone(),
-                        token,
-                        role.assume(),
-                        metrics.clone(),
-                    ))
-                }
-                #[cfg(not(feature = "sts"))]
-                {
-                    let _ = token;
-                    return Err(Error::Backend(backend::Error::Setup {
-                        role_arn: role.arn.clone(),
-                        detail: "this build has no STS support (the sts feature)".to_owned(),
-                        source: None,
-                    }));
-                }
-            }
-            RoleBackend::RolesAnywhere(settings) => Backend::RolesAnywhere(Box::new(
-                RolesAnywhere::new(settings, &role.assume(), metrics.clone())?,
-            )),
-        };
-        roles.push((role.clone(), backend));
+        roles.push((
+            role.clone(),
+            backend_for(config, role, &sources, &client, metrics)?,
+        ));
     }
     Ok(Built { sources, roles })
+}
+
+#[cfg(feature = "sts")]
+type StsClient = aws_sdk_sts::Client;
+#[cfg(not(feature = "sts"))]
+type StsClient = ();
+
+/// The backend of one role. A chained role gets its own instance of its first link's backend
+/// (`serve` attaches the first link's refresher instead, see [`start`]); the configuration
+/// guarantees that chains end.
+fn backend_for(
+    config: &Config,
+    role: &RoleConfig,
+    sources: &[Arc<TokenSource>],
+    client: &StsClient,
+    metrics: &Arc<Metrics>,
+) -> Result<Backend, Error> {
+    let setup = |detail: String| {
+        Error::Backend(backend::Error::Setup {
+            role_arn: role.arn.clone(),
+            detail,
+            source: None,
+        })
+    };
+    Ok(match &role.backend {
+        RoleBackend::WebIdentity { source } => {
+            // Config guarantees the name; a role naming no built source cannot be served.
+            let Some(token) = sources.iter().find(|s| s.name() == source).cloned() else {
+                return Err(setup(format!(
+                    "names the source {source}, which was not built"
+                )));
+            };
+            #[cfg(feature = "sts")]
+            {
+                Backend::Sts(backend::Sts::new(
+                    client.clone(),
+                    token,
+                    role.assume(),
+                    metrics.clone(),
+                ))
+            }
+            #[cfg(not(feature = "sts"))]
+            {
+                let _ = (token, client);
+                return Err(setup(
+                    "this build has no STS support (the sts feature)".to_owned(),
+                ));
+            }
+        }
+        RoleBackend::RolesAnywhere(settings) => Backend::RolesAnywhere(Box::new(
+            RolesAnywhere::new(settings, &role.assume(), metrics.clone())?,
+        )),
+        RoleBackend::Chained { via, external_id } => {
+            let Some(first) = config.roles.iter().find(|r| r.alias == *via) else {
+                return Err(setup(format!(
+                    "is reached through role {via}, which does not exist"
+                )));
+            };
+            #[cfg(feature = "sts")]
+            {
+                let first_backend = backend_for(config, first, sources, client, metrics)?;
+                Backend::Chained(Box::new(backend::chain::Chained::new(
+                    client.clone(),
+                    role.assume(),
+                    external_id.clone(),
+                    (first.alias.clone(), first.arn.clone()),
+                    Box::new(first_backend),
+                    metrics.clone(),
+                )))
+            }
+            #[cfg(not(feature = "sts"))]
+            {
+                let _ = (first, external_id, client);
+                return Err(setup(
+                    "this build has no STS support (the sts feature)".to_owned(),
+                ));
+            }
+        }
+    })
 }
 
 /// The role with `alias`, or the default role.
@@ -367,6 +418,60 @@ impl Sidecar {
     }
 }
 
+/// Starts a refresher for every role, in the config's order. A chained role starts after its
+/// first link and takes the first link's credentials from that link's refresher, so each link
+/// is cached and refreshed on its own.
+fn spawn_roles(
+    roles: Vec<(RoleConfig, Backend)>,
+    metrics: &Arc<Metrics>,
+) -> (Vec<RoleHandle>, Vec<JoinHandle<()>>) {
+    let mut handles: Vec<Option<RoleHandle>> = vec![None; roles.len()];
+    let aliases: Vec<String> = roles.iter().map(|(r, _)| r.alias.clone()).collect();
+    let mut pending: Vec<(usize, RoleConfig, Backend)> = roles
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, b))| (i, r, b))
+        .collect();
+    let mut refreshers = Vec::new();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut waiting = Vec::new();
+        for (i, role, mut backend) in pending {
+            if let RoleBackend::Chained { via, .. } = &role.backend {
+                let first = aliases
+                    .iter()
+                    .position(|a| a == via)
+                    .and_then(|j| handles[j].clone());
+                match (first, &mut backend) {
+                    #[cfg(feature = "sts")]
+                    (Some(first), Backend::Chained(chained)) => chained.attach(Box::new(first)),
+                    (Some(_), _) => {}
+                    (None, _) => {
+                        waiting.push((i, role, backend));
+                        continue;
+                    }
+                }
+            }
+            let (source, kind) = backend.source_name();
+            metrics.set_role_source(&role.alias, source, kind);
+            let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
+            handles[i] = Some(handle);
+            refreshers.push(task);
+        }
+        if waiting.len() == before {
+            // The configuration refuses loops; a chained role whose first link cannot start
+            // keeps the first link's own backend, fetched directly.
+            for (i, role, backend) in waiting.drain(..) {
+                let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
+                handles[i] = Some(handle);
+                refreshers.push(task);
+            }
+        }
+        pending = waiting;
+    }
+    (handles.into_iter().flatten().collect(), refreshers)
+}
+
 /// Starts refreshers and both servers on already bound listeners.
 pub async fn start(
     config: &Config,
@@ -376,15 +481,7 @@ pub async fn start(
 ) -> Result<Sidecar, Error> {
     let metrics = Arc::new(Metrics::new());
     let built = build(config, &metrics).await?;
-    let mut handles: Vec<RoleHandle> = Vec::new();
-    let mut refreshers = Vec::new();
-    for (role, backend) in built.roles {
-        let (source, kind) = backend.source_name();
-        metrics.set_role_source(&role.alias, source, kind);
-        let (handle, task) = cache::spawn_role(&role.alias, backend, metrics.clone());
-        handles.push(handle);
-        refreshers.push(task);
-    }
+    let (handles, refreshers) = spawn_roles(built.roles, &metrics);
     let roles = Roles::new(handles).ok_or_else(|| Error::NoSuchRole {
         alias: "(the default)".to_owned(),
         known: String::new(),

@@ -268,6 +268,58 @@ impl RoleHandle {
     }
 }
 
+/// How long a chained role waits for its first link's first credentials (both start together).
+#[cfg(feature = "sts")]
+const FIRST_LINK_WAIT: Duration = Duration::from_secs(10);
+
+/// A chained role signs with the credentials its first link's refresher holds.
+#[cfg(feature = "sts")]
+impl backend::chain::FirstLink for RoleHandle {
+    fn credentials(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Credentials, backend::chain::FirstLinkError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            // Credentials as soon as the first link has them; its error as soon as it failed;
+            // "none yet" if it has neither after a while.
+            let deadline = Instant::now() + FIRST_LINK_WAIT;
+            let mut rx = self.rx.clone();
+            loop {
+                if let Some(snapshot) = self.current() {
+                    return Ok(snapshot.credentials.clone());
+                }
+                let failed = {
+                    let status = self.status.lock();
+                    status
+                        .last_error
+                        .clone()
+                        .map(|why| backend::chain::FirstLinkError {
+                            why,
+                            class: status
+                                .last_error_class
+                                .and_then(backend::ErrorClass::from_label)
+                                .unwrap_or(backend::ErrorClass::Unavailable),
+                        })
+                };
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if Instant::now() >= deadline {
+                    return Err(backend::chain::FirstLinkError {
+                        why: "none yet".to_owned(),
+                        class: backend::ErrorClass::Unavailable,
+                    });
+                }
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        })
+    }
+}
+
 /// Starts the refresher for one role; it fetches at once, then keeps the credentials fresh until
 /// the returned task is aborted.
 pub fn spawn_role<B: Refresh>(

@@ -75,6 +75,7 @@ fn field(config: &Config, name: &str) -> String {
                 .cert_path
                 .display()
                 .to_string(),
+            RoleBackend::Chained { .. } => String::new(),
         },
         "cert_origin" => token_service(config).identity.cert_origin.clone(),
         "source" => role.source().unwrap_or("").to_owned(),
@@ -91,7 +92,11 @@ fn field(config: &Config, name: &str) -> String {
         "role_sources" => config
             .roles
             .iter()
-            .map(|r| r.source().unwrap_or("(roles-anywhere)").to_owned())
+            .map(|r| match (&r.backend, r.source()) {
+                (RoleBackend::Chained { via, .. }, _) => format!("(via {via})"),
+                (_, Some(source)) => source.to_owned(),
+                (_, None) => "(roles-anywhere)".to_owned(),
+            })
             .collect::<Vec<_>>()
             .join(","),
         "warnings" => config.warnings.join(" | "),
@@ -102,7 +107,18 @@ fn field(config: &Config, name: &str) -> String {
                 "ra_region" => ra.region.clone(),
                 _ => ra.session_name.clone().unwrap_or_default(),
             },
-            RoleBackend::WebIdentity { .. } => String::new(),
+            RoleBackend::WebIdentity { .. } | RoleBackend::Chained { .. } => String::new(),
+        },
+        "via" => match &role.backend {
+            RoleBackend::Chained { via, external_id } => format!(
+                "{via}{}",
+                if external_id.is_some() {
+                    " (external id)"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
         },
         "gcp_url" => match config
             .source(role.source().unwrap_or(""))

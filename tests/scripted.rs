@@ -101,6 +101,7 @@ impl Scripted {
             }
             Step::Fail(class) => {
                 return Err(Error::Transport {
+                    call: "AssumeRoleWithWebIdentity",
                     role_arn: self.role_arn.clone(),
                     detail: format!("scripted {} failure", class.label()),
                     source: None,

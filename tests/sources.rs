@@ -713,6 +713,98 @@ async fn gitlab_and_circleci_jobs_give_their_tokens_in_variables() {
     assert!(!text.contains(&old) && !e.hint().contains(&old));
 }
 
+// ---- role chaining
+
+#[tokio::test]
+async fn a_role_in_another_account_is_reached_through_the_first() {
+    // See: issue #25. The first link assumes its role with the identity; the second is assumed
+    // with AssumeRole, signed with the first link's credentials, each cached on its own.
+    let world = World::new().await;
+    let token_path = world.path("token");
+    std::fs::write(&token_path, world.idp.mint_token("app", HOUR)).expect("token");
+    let toml = format!(
+        "[source.k8s]\ntype = \"file\"\npath = \"{}\"\n\
+         [[role]]\nalias = \"app\"\narn = \"{ROLE_ARN}\"\n\
+         [[role]]\nalias = \"prod\"\narn = \"arn:aws:iam::222222222222:role/deployer\"\n\
+         via = \"app\"\nexternal_id = \"ext-4f2a\"\nduration_secs = 7200\n",
+        token_path.display()
+    );
+    let config = world.config(&toml);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("caps a chained session at one hour")),
+        "{:?}",
+        config.warnings
+    );
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let (status, first) = world.get(&sidecar, "/v1/credentials/app").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, prod) = world.get(&sidecar, "/v1/credentials/prod").await;
+    assert_eq!(status, 200, "{prod}");
+    assert_eq!(prod["RoleArn"], "arn:aws:iam::222222222222:role/deployer");
+    assert_eq!(prod["AccountId"], "222222222222");
+    assert!(
+        prod["AccessKeyId"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("ASIACHAIN"),
+        "{prod}"
+    );
+    let seen = world.sts.seen();
+    let chained: Vec<_> = seen.iter().filter(|s| s.action == "AssumeRole").collect();
+    assert_eq!(chained.len(), 1, "{seen:?}");
+    // Signed with the first link's credentials, the external ID passed, an hour at most.
+    assert_eq!(
+        chained[0].subject,
+        first["AccessKeyId"].as_str().unwrap_or("")
+    );
+    assert_eq!(chained[0].external_id.as_deref(), Some("ext-4f2a"));
+    assert_eq!(chained[0].duration_secs, 3600);
+    // The first link was assumed once: the chained role took its refresher's credentials.
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.action == "AssumeRoleWithWebIdentity")
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    let status = world.status(&sidecar).await.to_string();
+    assert!(
+        status.contains("AssumeRole with the credentials of role app")
+            && !status.contains("ext-4f2a"),
+        "{status}"
+    );
+    sidecar.shutdown().await;
+
+    // The first link is refused: the chained role reports that as its cause.
+    world.sts.set_reply(StsReply::access_denied());
+    let sidecar = world.serve(&config).await;
+    let status = world
+        .status_when(&sidecar, |s| {
+            s["roles"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["alias"] == "prod"))
+                .is_some_and(|r| r["last_error"].is_string())
+        })
+        .await;
+    let prod = status["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["alias"] == "prod"))
+        .cloned()
+        .unwrap_or_default();
+    let error = prod["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("is reached through role app")
+            && error.contains("AccessDenied")
+            && prod["last_error_class"] == "denied",
+        "{prod}"
+    );
+    sidecar.shutdown().await;
+}
+
 // ---- command
 
 #[tokio::test]

@@ -7,6 +7,8 @@
 //! refresh is one STS call). Errors carry an [`ErrorClass`] that tells the refresher what to do.
 
 pub mod arn;
+#[cfg(feature = "sts")]
+pub mod chain;
 pub mod roles_anywhere;
 #[cfg(feature = "sts")]
 pub mod sts;
@@ -162,6 +164,9 @@ pub enum Backend {
     Sts(Sts),
     /// IAM Roles Anywhere `CreateSession` signed with the certificate's key.
     RolesAnywhere(Box<RolesAnywhere>),
+    /// STS `AssumeRole` with the credentials of another role (role chaining).
+    #[cfg(feature = "sts")]
+    Chained(Box<chain::Chained>),
 }
 
 impl Backend {
@@ -171,6 +176,8 @@ impl Backend {
             #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.fetch().await,
             Backend::RolesAnywhere(ra) => ra.fetch().await,
+            #[cfg(feature = "sts")]
+            Backend::Chained(c) => c.fetch().await,
         }
     }
 
@@ -179,8 +186,11 @@ impl Backend {
         match self {
             #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.token_source().invalidate().await,
-            // No identity token: the certificate is read afresh at every refresh.
+            // No identity token: the certificate is read afresh at every refresh; a chained
+            // role's first link renews its own.
             Backend::RolesAnywhere(_) => {}
+            #[cfg(feature = "sts")]
+            Backend::Chained(_) => {}
         }
     }
 
@@ -190,6 +200,8 @@ impl Backend {
             #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.role_arn(),
             Backend::RolesAnywhere(ra) => ra.role_arn(),
+            #[cfg(feature = "sts")]
+            Backend::Chained(c) => c.role_arn(),
         }
     }
 
@@ -202,6 +214,8 @@ impl Backend {
                 sts.token_source().source().kind().name(),
             ),
             Backend::RolesAnywhere(_) => ("roles-anywhere", "roles-anywhere"),
+            #[cfg(feature = "sts")]
+            Backend::Chained(c) => (c.via(), "chained"),
         }
     }
 
@@ -211,7 +225,27 @@ impl Backend {
             #[cfg(feature = "sts")]
             Backend::Sts(sts) => sts.token_source().describe(),
             Backend::RolesAnywhere(ra) => ra.describe(),
+            #[cfg(feature = "sts")]
+            Backend::Chained(c) => c.describe(),
         }
+    }
+}
+
+/// What to do about a chained `AssumeRole` that STS refused.
+#[cfg(feature = "sts")]
+fn chain_hint(code: &str, role: &Role) -> String {
+    match code {
+        "AccessDenied" => format!(
+            "the trust policy of {} must allow sts:AssumeRole for the first link's role (its ARN \
+             as the AWS principal), with an sts:ExternalId condition matching --external-id if \
+             it has one; and the first link's role needs sts:AssumeRole on {} in its own \
+             permissions",
+            role.arn, role.arn
+        ),
+        "ValidationError" => {
+            "a chained session lasts at most an hour (DurationSeconds 3600)".to_owned()
+        }
+        _ => "see the STS error above".to_owned(),
     }
 }
 
@@ -246,6 +280,20 @@ impl ErrorClass {
         }
     }
 
+    /// The class a label names (the inverse of [`ErrorClass::label`]).
+    pub fn from_label(label: &str) -> Option<ErrorClass> {
+        [
+            ErrorClass::Throttled,
+            ErrorClass::Unavailable,
+            ErrorClass::TokenRejected,
+            ErrorClass::Identity,
+            ErrorClass::Denied,
+            ErrorClass::Malformed,
+        ]
+        .into_iter()
+        .find(|c| c.label() == label)
+    }
+
     /// Whether retries should be slow (the problem needs a human).
     pub fn is_slow(self) -> bool {
         matches!(self, ErrorClass::Denied)
@@ -277,8 +325,10 @@ pub enum Error {
         class: ErrorClass,
     },
     /// STS answered with an error code.
-    #[error("sts AssumeRoleWithWebIdentity for {role_arn} failed: {code}: {message}")]
+    #[error("sts {call} for {role_arn} failed: {code}: {message}")]
     Sts {
+        /// The STS action.
+        call: &'static str,
         /// The role.
         role_arn: String,
         /// The STS error code, e.g. `AccessDenied`.
@@ -289,8 +339,10 @@ pub enum Error {
         class: ErrorClass,
     },
     /// STS could not be reached, timed out, or answered something unparseable.
-    #[error("sts AssumeRoleWithWebIdentity for {role_arn} failed: {detail}")]
+    #[error("sts {call} for {role_arn} failed: {detail}")]
     Transport {
+        /// The STS action.
+        call: &'static str,
         /// The role.
         role_arn: String,
         /// What went wrong, in words.
@@ -299,6 +351,22 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
         /// What to do about it.
+        class: ErrorClass,
+    },
+    /// A chained role's first link has no credentials to sign `AssumeRole` with.
+    #[error(
+        "{role_arn} is reached through role {via} ({via_arn}), which has no credentials: {why}"
+    )]
+    FirstLink {
+        /// The chained role.
+        role_arn: String,
+        /// The first link's alias.
+        via: String,
+        /// The first link's role ARN.
+        via_arn: String,
+        /// The first link's own error.
+        why: String,
+        /// Its class.
         class: ErrorClass,
     },
     /// The backend could not be set up (before any network call).
@@ -325,6 +393,7 @@ impl Error {
             Error::Setup { .. } => ErrorClass::Denied,
             Error::Sts { class, .. }
             | Error::Transport { class, .. }
+            | Error::FirstLink { class, .. }
             | Error::RolesAnywhere { class, .. } => *class,
         }
     }
@@ -338,6 +407,16 @@ impl Error {
             Error::RolesAnywhere { code, detail, .. } => {
                 roles_anywhere::hint(code.as_deref(), detail, &role.arn)
             }
+            Error::FirstLink { via, .. } => format!(
+                "the first link of the chain, role {via}, must work first: see its own error \
+                 (`check --role {via}`)"
+            ),
+            #[cfg(feature = "sts")]
+            Error::Sts {
+                call: "AssumeRole",
+                code,
+                ..
+            } => chain_hint(code, role),
             #[cfg(feature = "sts")]
             Error::Sts { code, message, .. } => sts::hint(code, message, claims, role),
             #[cfg(not(feature = "sts"))]

@@ -130,8 +130,10 @@ pub fn interpret(
     >,
     token: &str,
 ) -> Result<Credentials, Error> {
-    let output = result.map_err(|e| classify(role_arn, e, token))?;
+    let output =
+        result.map_err(|e| classify(role_arn, "AssumeRoleWithWebIdentity", e, &[token]))?;
     let malformed = |what: &str| Error::Transport {
+        call: "AssumeRoleWithWebIdentity",
         role_arn: role_arn.to_owned(),
         detail: format!("the answer has no {what}"),
         source: None,
@@ -157,22 +159,28 @@ pub fn interpret(
     })
 }
 
-fn classify(
+/// Turns a failed STS `call` for `role_arn` into a classified error; every one of `secrets`
+/// (the identity token, or the first link's keys) is scrubbed from every message.
+pub(super) fn classify<E>(
     role_arn: &str,
-    err: SdkError<AssumeRoleWithWebIdentityError, HttpResponse>,
-    token: &str,
-) -> Error {
+    call: &'static str,
+    err: SdkError<E, HttpResponse>,
+    secrets: &[&str],
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     let role_arn = role_arn.to_owned();
-    // Never let the token through, even if an upstream echoes it.
+    // Never let a secret through, even if an upstream echoes it.
     let scrub = |s: &str| {
-        if token.is_empty() {
-            s.to_owned()
-        } else {
-            s.replace(token, "<redacted>")
-        }
+        secrets
+            .iter()
+            .filter(|t| !t.is_empty())
+            .fold(s.to_owned(), |s, t| s.replace(t, "<redacted>"))
     };
     let transport =
         |detail: String, class: ErrorClass, source: Option<super::BoxError>| Error::Transport {
+            call,
             role_arn: role_arn.clone(),
             detail,
             source,
@@ -193,6 +201,7 @@ fn classify(
                         class = ErrorClass::Throttled;
                     }
                     Error::Sts {
+                        call,
                         class,
                         role_arn,
                         code,

@@ -309,6 +309,15 @@ fn print_config(out: &mut Report, config: &Config) {
                     format!("session {}, source {source}", role.session_name)
                 }
                 crate::config::RoleBackend::RolesAnywhere(ra) => ra.describe(),
+                crate::config::RoleBackend::Chained { via, external_id } => format!(
+                    "session {}, reached through role {via} (AssumeRole{})",
+                    role.session_name,
+                    if external_id.is_some() {
+                        ", with an external ID"
+                    } else {
+                        ""
+                    }
+                ),
             }
         ));
     }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::cf;
+use super::chain;
 use super::file::{self, File, FileSource};
 use super::flags::token_file_mode;
 use super::{
@@ -194,7 +195,9 @@ fn layer_flags(c: &mut Checker<'_>, data: &mut File, flags: &Overrides) {
     layer!(l, r.duration_secs <- g.duration);
     layer!(l, r.trust_anchor_arn <- g.trust_anchor_arn);
     layer!(l, r.profile_arn <- g.profile_arn);
+    layer!(l, r.external_id <- g.external_id);
     layer_source(c, data, flags);
+    super::chain::layer_via(c, o, data, &g.via_role_arn);
 }
 
 /// The kind the flags pick, if any, and what picked it; two different kinds are a problem
@@ -719,10 +722,12 @@ fn roles(
                 Some(None)
             }
         };
+        let chained = chain::spec(c, &path, &spec);
         let source_key = format!("{path}.source");
         let named_source = c.text(&source_key, &spec.source);
         let explicit_session = spec.session_name.is_present();
         let backend_source = match &ra_arns {
+            _ if chained.is_some() => None,
             None => Some(role_source(c, &path, named_source, sources)),
             Some(_) => {
                 if spec.source.is_present() {
@@ -776,9 +781,10 @@ fn roles(
         let Some(session_name) = template(c, cf, &session_key, &session) else {
             continue;
         };
-        let backend = match (ra_arns, backend_source) {
-            (None, Some(Some(source))) => RoleBackend::WebIdentity { source },
-            (Some(Some((anchor, profile))), None) => {
+        let backend = match (chained, ra_arns, backend_source) {
+            (Some(chained), _, _) => chained,
+            (None, None, Some(Some(source))) => RoleBackend::WebIdentity { source },
+            (None, Some(Some((anchor, profile))), None) => {
                 let Some(settings) = ra_role(
                     c,
                     &path,
@@ -803,6 +809,7 @@ fn roles(
             backend,
         });
     }
+    chain::resolve(c, &mut roles);
     roles
 }
 

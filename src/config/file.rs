@@ -119,6 +119,10 @@ pub(crate) struct Role {
     pub(crate) trust_anchor_arn: Field<String>,
     /// With `trust_anchor_arn`: a Roles Anywhere role.
     pub(crate) profile_arn: Field<String>,
+    /// The alias of the role whose credentials assume this one (role chaining).
+    pub(crate) via: Field<String>,
+    /// The external ID for the chained `AssumeRole`.
+    pub(crate) external_id: Field<String>,
 }
 
 /// Parses the file's text; a syntax error names the line and column.

@@ -75,6 +75,14 @@ pub struct CommonFlags {
     /// Session duration in seconds, 900-43200, at most the role's maximum [default: 3600]
     #[arg(long, value_name = "SECS", value_parser = whole_number)]
     pub duration: Option<u64>,
+    /// Reach --role-arn through this role (role chaining, e.g. into another account): assume
+    /// ARN with the identity first, then --role-arn with AssumeRole and its credentials; the
+    /// first link is also served, as the role `via`. AWS caps a chained session at one hour
+    #[arg(long, value_name = "ARN")]
+    pub via_role_arn: Option<String>,
+    /// The external ID the second role's trust policy asks for (sts:ExternalId) [role chaining]
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
     /// STS region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1]
     #[arg(long, value_name = "REGION")]
     pub sts_region: Option<String>,

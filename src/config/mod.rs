@@ -29,6 +29,8 @@
 
 mod build;
 mod cf;
+mod chain;
+pub use chain::MAX_CHAINED_SECS;
 mod file;
 pub mod flags;
 pub mod issuer;
@@ -163,14 +165,27 @@ pub enum RoleBackend {
     },
     /// IAM Roles Anywhere `CreateSession` with the certificate.
     RolesAnywhere(Box<roles_anywhere::Settings>),
+    /// STS `AssumeRole` with the credentials of the role `via` (role chaining).
+    Chained {
+        /// The alias of the first link.
+        via: String,
+        /// The external ID the role's trust policy asks for.
+        external_id: Option<ExternalId>,
+    },
 }
+
+crate::secret::secret_string!(
+    /// An `sts:ExternalId`: not a credential, but a shared value that guards against the confused
+    /// deputy, so it is kept out of logs and `Debug` like one.
+    ExternalId
+);
 
 impl RoleConfig {
     /// The identity source the role's token comes from (web-identity roles).
     pub fn source(&self) -> Option<&str> {
         match &self.backend {
             RoleBackend::WebIdentity { source } => Some(source),
-            RoleBackend::RolesAnywhere(_) => None,
+            RoleBackend::RolesAnywhere(_) | RoleBackend::Chained { .. } => None,
         }
     }
 
@@ -179,6 +194,7 @@ impl RoleConfig {
         match &self.backend {
             RoleBackend::WebIdentity { .. } => "sts",
             RoleBackend::RolesAnywhere(_) => "roles-anywhere",
+            RoleBackend::Chained { .. } => "sts-chained",
         }
     }
 
