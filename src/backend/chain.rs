@@ -15,8 +15,10 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::SdkError;
 use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
 
-use super::{Credentials, Error, ErrorClass, Role, SecretAccessKey, SessionToken};
-use crate::config::ExternalId;
+use super::{
+    Credentials, Error, ErrorClass, ExternalId, MAX_CHAINED_SECS, Role, SecretAccessKey,
+    SessionToken,
+};
 use crate::metrics::Metrics;
 
 /// Why the first link has no credentials, and what that means for retrying.
@@ -126,13 +128,8 @@ impl Chained {
             None,
             "sts-sidecar-first-link",
         );
-        let duration = i32::try_from(
-            self.role
-                .duration
-                .as_secs()
-                .min(crate::config::MAX_CHAINED_SECS),
-        )
-        .unwrap_or(3600);
+        let duration =
+            i32::try_from(self.role.duration.as_secs().min(MAX_CHAINED_SECS)).unwrap_or(3600);
         let started = tokio::time::Instant::now();
         let mut call = self
             .client

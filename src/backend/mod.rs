@@ -52,6 +52,15 @@ pub struct Role {
 }
 
 crate::secret::secret_string!(
+    /// An `sts:ExternalId` for a chained `AssumeRole`: not a credential, but a shared value that
+    /// guards against the confused deputy, so it is kept out of logs and `Debug` like one.
+    ExternalId
+);
+
+/// The longest session AWS gives a role assumed with another role's credentials.
+pub const MAX_CHAINED_SECS: u64 = 3600;
+
+crate::secret::secret_string!(
     /// The secret half of an AWS access key.
     SecretAccessKey
 );

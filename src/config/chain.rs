@@ -9,8 +9,7 @@ use crate::checker::{Checker, Layer, Origins};
 
 /// The alias of the first link `--via-role-arn` adds.
 pub(super) const VIA_ALIAS: &str = "via";
-/// The longest session AWS gives a chained role.
-pub const MAX_CHAINED_SECS: u64 = 3600;
+use crate::backend::MAX_CHAINED_SECS;
 
 /// `--via-role-arn ARN`: the default role is reached through a new role `via` with that ARN,
 /// which takes the identity source the flags gave the default role.

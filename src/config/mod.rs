@@ -30,7 +30,7 @@
 mod build;
 mod cf;
 mod chain;
-pub use chain::MAX_CHAINED_SECS;
+pub use crate::backend::MAX_CHAINED_SECS;
 mod file;
 pub mod flags;
 pub mod issuer;
@@ -174,11 +174,7 @@ pub enum RoleBackend {
     },
 }
 
-crate::secret::secret_string!(
-    /// An `sts:ExternalId`: not a credential, but a shared value that guards against the confused
-    /// deputy, so it is kept out of logs and `Debug` like one.
-    ExternalId
-);
+pub use crate::backend::ExternalId;
 
 impl RoleConfig {
     /// The identity source the role's token comes from (web-identity roles).
