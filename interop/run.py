@@ -453,6 +453,12 @@ def source_cases(stack):
                             "--role-session-name", "pod-0"], {}, "k8s-app", "pod-0",
                            ["boto3", "awscli"], False),
         # No source flags at all: the variables the EKS pod identity webhook sets.
+        # Role chaining: the token file's role first, then AssumeRole into the deployer role
+        # with its credentials (moto implements AssumeRole); the SDK sees the second role.
+        "src-chained": (["--token-file", u["IDP_TOKEN_FILE"], "--via-role-arn", role("k8s-app"),
+                         "--role-arn", role("prod-deployer"), "--role-session-name", "chained",
+                         "--external-id", "ext-4f2a", "--duration", "7200"], {},
+                        "prod-deployer", "chained", ["boto3", "awscli", "js-v3"], False),
         "src-irsa": ([], {"AWS_WEB_IDENTITY_TOKEN_FILE": u["IDP_TOKEN_FILE"],
                           "AWS_ROLE_ARN": role("irsa-app"), "AWS_ROLE_SESSION_NAME": "irsa-pod"},
                      "irsa-app", "irsa-pod", ["boto3", "js-v3"], False),
@@ -592,7 +598,7 @@ def run_issuer(stack, procs, clients, scenarios, results):
                         f"refused one with altered claims" if ok else (err or str(got))))
 
 
-SOURCE_SCENARIOS = ["src-token-file", "src-irsa", "src-gcp-metadata", "src-oidc", "src-oidc-issuer",
+SOURCE_SCENARIOS = ["src-token-file", "src-chained", "src-irsa", "src-gcp-metadata", "src-oidc", "src-oidc-issuer",
                     "src-github-actions", "src-command"]
 
 
