@@ -1178,6 +1178,63 @@ async fn check_names_the_trust_policy_condition_a_github_token_fails() {
 }
 
 #[tokio::test]
+async fn check_shows_the_chain_and_evaluates_the_chained_roles_trust_policy() {
+    // See: issue #25. The second role's trust policy is judged for the first link's session.
+    let world = World::new().await;
+    let token_path = world.path("token");
+    std::fs::write(&token_path, world.idp.mint_token("app", HOUR)).expect("token");
+    let policy = world.path("trust.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+          "Principal":{"AWS":"arn:aws:iam::111111111111:role/app"},
+          "Action":"sts:AssumeRole",
+          "Condition":{"StringEquals":{"sts:ExternalId":"ext-4f2a"}}}]}"#,
+    )
+    .expect("policy");
+    let args = |external_id: &'static str| {
+        let mut cmd = check_command(
+            &world,
+            &[
+                "--token-file",
+                &token_path.display().to_string(),
+                "--via-role-arn",
+                "arn:aws:iam::111111111111:role/app",
+                "--external-id",
+                external_id,
+                "--trust-policy",
+                &policy.display().to_string(),
+                "--role",
+                "default",
+            ],
+            &[],
+        );
+        cmd.env("STS_SIDECAR_LOG", "error");
+        cmd
+    };
+    let (code, text) = run(args("wrong-ext")).await;
+    assert_eq!(code, Some(1), "{text}");
+    for needle in [
+        format!("chain via (arn:aws:iam::111111111111:role/app) → default ({ROLE_ARN}) with sts:AssumeRole and an external ID"),
+        "trust policy does not allow the first link's session".to_owned(),
+        "condition StringEquals sts:ExternalId [\"ext-4f2a\"] does not match the configured external ID".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("wrong-ext"),
+        "check printed the external ID:\n{text}"
+    );
+    let (code, text) = run(args("ext-4f2a")).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("trust policy allows the first link's session")
+            && text.contains("allows arn:aws:sts::111111111111:assumed-role/app/sts-sidecar"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn check_explains_googles_condition_keys() {
     let world = World::new().await;
     let (code, text) = run(check_command(

@@ -79,8 +79,35 @@ pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Resul
             .iter()
             .find(|(n, _)| Some(n.as_str()) == role.source())
             .and_then(|(_, c)| c.as_ref());
-        let verdict = match (&policy, claims) {
-            (Some(policy), Some(claims)) => Some(trust::evaluate(policy, claims, &role.account_id)),
+        let chain = chained_from(&config, role);
+        if let Some((first, external_id)) = &chain {
+            out.line(format!(
+                "  chain {} ({}) → {} ({}) with sts:AssumeRole{}",
+                first.alias,
+                first.arn,
+                role.alias,
+                role.arn,
+                if external_id.is_some() {
+                    " and an external ID"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let verdict = match (&policy, claims, &chain) {
+            // A chained role trusts the first link's session, not a token.
+            (Some(policy), _, Some((first, external_id))) => Some(trust::chained::evaluate(
+                policy,
+                &trust::chained::FirstLink {
+                    role_arn: first.arn.clone(),
+                    account: first.account_id.clone(),
+                    session_name: first.session_name.clone(),
+                },
+                external_id.as_ref().map(|e| e.expose()),
+            )),
+            (Some(policy), Some(claims), None) => {
+                Some(trust::evaluate(policy, claims, &role.account_id))
+            }
             _ => None,
         };
         match backend.fetch().await {
@@ -119,12 +146,17 @@ pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Resul
                 // The policy refuses what the token says: the role cannot be assumed with this
                 // source, whatever STS answered (an emulator may not check trust policies).
                 failed |= !v.allowed;
+                let what = if chain.is_some() {
+                    "the first link's session"
+                } else {
+                    "this token"
+                };
                 out.line(format!(
                     "        trust policy {}:",
                     if v.allowed {
-                        "allows this token"
+                        format!("allows {what}")
                     } else {
-                        "does not allow this token"
+                        format!("does not allow {what}")
                     }
                 ));
                 for line in &v.lines {
@@ -171,6 +203,24 @@ impl Report {
         if writeln!(stdout, "{}", text.as_ref()).is_err() {
             self.closed = true;
         }
+    }
+}
+
+/// For a chained role, its first link and the external ID it sends.
+fn chained_from<'c>(
+    config: &'c Config,
+    role: &crate::config::RoleConfig,
+) -> Option<(
+    &'c crate::config::RoleConfig,
+    Option<crate::config::ExternalId>,
+)> {
+    match &role.backend {
+        crate::config::RoleBackend::Chained { via, external_id } => config
+            .roles
+            .iter()
+            .find(|r| r.alias == *via)
+            .map(|first| (first, external_id.clone())),
+        _ => None,
     }
 }
 

@@ -11,6 +11,8 @@
 //! token's `aud`), and any other `<provider>:<claim>`. It is a diagnosis, not IAM: anything else
 //! is reported as not evaluated rather than guessed.
 
+pub mod chained;
+
 use serde_json::Value;
 
 use crate::token::Claims;
@@ -148,15 +150,20 @@ pub enum PolicyError {
     BareStatement,
 }
 
+/// The statements of a whole policy document.
+fn statements(policy: &str) -> Result<Vec<Value>, PolicyError> {
+    let doc: Value = serde_json::from_str(policy).map_err(PolicyError::Json)?;
+    match doc.get("Statement") {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        Some(one @ Value::Object(_)) => Ok(vec![one.clone()]),
+        _ if doc.get("Effect").is_some() => Err(PolicyError::BareStatement),
+        _ => Err(PolicyError::NoStatement),
+    }
+}
+
 /// Evaluates the trust `policy` (JSON text) for a token with `claims`, a role in `account`.
 pub fn evaluate(policy: &str, claims: &Claims, account: &str) -> Result<Verdict, PolicyError> {
-    let doc: Value = serde_json::from_str(policy).map_err(PolicyError::Json)?;
-    let statements: Vec<&Value> = match doc.get("Statement") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ if doc.get("Effect").is_some() => return Err(PolicyError::BareStatement),
-        _ => return Err(PolicyError::NoStatement),
-    };
+    let statements = statements(policy)?;
     let expected = Trust::for_claims(claims, account);
     let provider = expected
         .principal
