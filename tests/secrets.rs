@@ -294,6 +294,7 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
     };
 
     const ARG_MARKER: &str = "argmarker-5e6f7a8b9c";
+    const EXTERNAL_ID_MARKER: &str = "extidmarker-7c8d9e0f";
     let idp = FakeIdp::start().await.expect("idp");
     // A Roles Anywhere role signs with this identity's key.
     let pki = sts_sidecar::testing::pki::TestPki::new().expect("pki");
@@ -353,6 +354,14 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
         ("CF_INSTANCE_CERT", pki.cert_path().display().to_string()),
         ("CF_INSTANCE_KEY", pki.key_path().display().to_string()),
         ("AWS_ENDPOINT_URL_ROLESANYWHERE", ra.endpoint()),
+        (
+            "ID_TOKEN",
+            idp.mint_token("gitlab-sub", std::time::Duration::from_secs(3600)),
+        ),
+        (
+            "CIRCLE_OIDC_TOKEN_V2",
+            idp.mint_token("circleci-sub", std::time::Duration::from_secs(3600)),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -366,12 +375,18 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
          [source.gh]\ntype = \"github-actions\"\n\
          [source.cmd]\ntype = \"command\"\ncommand = [\"{script}\", \"{ARG_MARKER}\"]\n\
          [source.bad]\ntype = \"command\"\ncommand = [\"{failing}\", \"{ARG_MARKER}\"]\n\
+         [source.gl]\ntype = \"gitlab\"\n\
+         [source.cc]\ntype = \"circleci\"\n\
          [[role]]\narn = \"arn:aws:iam::123456789012:role/a\"\nsource = \"file\"\n\
          [[role]]\nalias = \"gcp\"\narn = \"arn:aws:iam::123456789012:role/b\"\nsource = \"gcp\"\n\
          [[role]]\nalias = \"oidc\"\narn = \"arn:aws:iam::123456789012:role/c\"\nsource = \"oidc\"\n\
          [[role]]\nalias = \"gh\"\narn = \"arn:aws:iam::123456789012:role/d\"\nsource = \"gh\"\n\
          [[role]]\nalias = \"cmd\"\narn = \"arn:aws:iam::123456789012:role/e\"\nsource = \"cmd\"\n\
          [[role]]\nalias = \"bad\"\narn = \"arn:aws:iam::123456789012:role/f\"\nsource = \"bad\"\n\
+         [[role]]\nalias = \"gl\"\narn = \"arn:aws:iam::123456789012:role/h\"\nsource = \"gl\"\n\
+         [[role]]\nalias = \"cc\"\narn = \"arn:aws:iam::123456789012:role/i\"\nsource = \"cc\"\n\
+         [[role]]\nalias = \"chain\"\narn = \"arn:aws:iam::210987654321:role/j\"\nvia = \"gcp\"\n\
+         external_id = \"{EXTERNAL_ID_MARKER}\"\n\
          [[role]]\nalias = \"ra\"\narn = \"arn:aws:iam::123456789012:role/g\"\n\
          trust_anchor_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:trust-anchor/t1\"\n\
          profile_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:profile/p1\"\n",
@@ -395,7 +410,9 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
     let sidecar = sts_sidecar::app::start(&config, auth, creds, admin)
         .await
         .expect("start");
-    for alias in ["default", "gcp", "oidc", "gh", "cmd", "ra"] {
+    for alias in [
+        "default", "gcp", "oidc", "gh", "cmd", "gl", "cc", "chain", "ra",
+    ] {
         let role = sidecar.roles.get(alias).expect("role").clone();
         assert!(
             role.wait_usable(std::time::Duration::from_secs(10))
@@ -440,6 +457,7 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
         ),
         ("GitHub request token".into(), GITHUB_REQUEST_TOKEN.into()),
         ("command argument".into(), ARG_MARKER.into()),
+        ("external ID".into(), EXTERNAL_ID_MARKER.into()),
         ("command output".into(), "half-a-token-on-stdout".into()),
     ];
     for token in idp.issued() {
