@@ -106,10 +106,15 @@ impl Built {
 pub async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Built, Error> {
     let mut sources: Vec<Arc<TokenSource>> = Vec::new();
     for sc in &config.sources {
-        if !config
-            .roles
-            .iter()
-            .any(|r| r.source() == Some(sc.name.as_str()))
+        let for_tokens = config
+            .identity_tokens
+            .as_ref()
+            .is_some_and(|t| t.source == sc.name);
+        if !for_tokens
+            && !config
+                .roles
+                .iter()
+                .any(|r| r.source() == Some(sc.name.as_str()))
         {
             continue;
         }
@@ -503,6 +508,16 @@ pub async fn start(
         config.cold_start_wait,
         extra_hosts.clone(),
     );
+    if let Some(tokens) = &config.identity_tokens
+        && let Some(source) = config.source(&tokens.source)
+    {
+        app = app.with_identity_tokens(Arc::new(token::audiences::Audiences::new(
+            &tokens.source,
+            source.settings.clone(),
+            tokens.audiences.clone(),
+            metrics.clone(),
+        )));
+    }
     if config.imds {
         app = app.with_imds(config.imds_v1);
         if config.imds_v1 {

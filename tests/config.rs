@@ -61,6 +61,11 @@ fn field(config: &Config, name: &str) -> String {
         "account_id" => role.account_id.clone(),
         "session_name" => role.session_name.clone(),
         "duration" => role.duration.as_secs().to_string(),
+        "identity_tokens" => config
+            .identity_tokens
+            .as_ref()
+            .map(|t| format!("{}: {}", t.source, t.audiences.join(",")))
+            .unwrap_or_default(),
         "alias" => role.alias.clone(),
         "roles" => config.roles.len().to_string(),
         "second_alias" => config.roles[1].alias.clone(),

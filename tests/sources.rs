@@ -713,6 +713,125 @@ async fn gitlab_and_circleci_jobs_give_their_tokens_in_variables() {
     assert!(!text.contains(&old) && !e.hint().contains(&old));
 }
 
+// ---- identity tokens for other audiences
+
+#[tokio::test]
+async fn identity_tokens_for_other_audiences_are_served_from_the_allow_list() {
+    // See: issue #25. The GCP metadata server mints per audience; each audience is cached on
+    // its own; an audience off the allow-list is refused; a token file serves only its own.
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let gcp =
+        "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/p/providers/v";
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\n[[role]]\narn = \"{ROLE_ARN}\"\n\
+         [identity_tokens]\naudiences = [\"{gcp}\", \"vault\"]\n"
+    ));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let ask = |query: String| {
+        let http = world.http.clone();
+        let addr = sidecar.credentials_addr;
+        async move {
+            let r = http
+                .get(format!("http://{addr}/v1/identity-token?{query}"))
+                .header("authorization", AUTH_TOKEN)
+                .send()
+                .await
+                .expect("request");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let calls = || {
+        world
+            .idp
+            .seen()
+            .iter()
+            .filter(|s| s.path.contains("/identity"))
+            .count()
+    };
+    let before = calls();
+    let (status, body) = ask(format!("audience={}", urlencode(gcp))).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let token = json["token"].as_str().unwrap_or("").to_owned();
+    let claims = sts_sidecar::token::decode_claims(&token).expect("jwt");
+    assert_eq!(claims.aud, vec![gcp.to_owned()]);
+    assert_eq!(json["audience"], gcp);
+    assert!(
+        json["expiration"].as_str().unwrap_or("").ends_with('Z'),
+        "{json}"
+    );
+    // Cached: the same token again, no new call.
+    let (_, again) = ask(format!("audience={}", urlencode(gcp))).await;
+    assert!(again.contains(&token));
+    let (status, bare) = ask("audience=vault&format=text".to_owned()).await;
+    assert_eq!(status, 200, "{bare}");
+    assert_eq!(
+        sts_sidecar::token::decode_claims(&bare).expect("jwt").aud,
+        vec!["vault".to_owned()]
+    );
+    assert_eq!(calls() - before, 2, "one call per audience");
+    let (status, body) = ask("audience=https%3A%2F%2Fevil.example.com".to_owned()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("is not on the allow-list (identity_tokens.audiences)"),
+        "{body}"
+    );
+    let (status, body) = ask(String::new()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ask with ?audience=AUD, one of:"), "{body}");
+    // The authorization token is required, as for credentials.
+    let r = world
+        .http
+        .get(format!(
+            "http://{}/v1/identity-token?audience=vault",
+            sidecar.credentials_addr
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    sidecar.shutdown().await;
+
+    // A token file: its own audience only, and a 400 that says why for another.
+    let token_path = world.path("token");
+    std::fs::write(&token_path, world.idp.mint_token("app", HOUR)).expect("token");
+    let config = world.config(&format!(
+        "[source.k8s]\ntype = \"file\"\npath = \"{}\"\n[[role]]\narn = \"{ROLE_ARN}\"\n\
+         [identity_tokens]\naudiences = [\"sts.amazonaws.com\", \"vault\"]\n",
+        token_path.display()
+    ));
+    let sidecar = world.serve(&config).await;
+    world.ready(&sidecar).await;
+    let ask = |query: &'static str| {
+        let http = world.http.clone();
+        let addr = sidecar.credentials_addr;
+        async move {
+            let r = http
+                .get(format!("http://{addr}/v1/identity-token?{query}"))
+                .header("authorization", AUTH_TOKEN)
+                .send()
+                .await
+                .expect("request");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = ask("audience=sts.amazonaws.com").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ask("audience=vault").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("AudienceUnsupported") && body.contains("a token file holds one token"),
+        "{body}"
+    );
+    sidecar.shutdown().await;
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 // ---- role chaining
 
 #[tokio::test]

@@ -371,6 +371,13 @@ fn print_config(out: &mut Report, config: &Config) {
             }
         ));
     }
+    if let Some(tokens) = &config.identity_tokens {
+        out.line(format!(
+            "  identity tokens   from source {} for {} (/v1/identity-token)",
+            tokens.source,
+            tokens.audiences.join(", ")
+        ));
+    }
     for warning in &config.warnings {
         out.line(format!("  warning           {warning}"));
     }

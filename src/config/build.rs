@@ -119,6 +119,7 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
     let ra = ra_globals(c, &data.rolesanywhere);
     let mut cf = cf::Vars::default();
     let roles = roles(c, &mut cf, data.roles, &sources, &ra, &mut identity);
+    let identity_tokens = super::audiences::check(c, &data.identity_tokens, &roles, &sources);
 
     Some(Config {
         listen,
@@ -141,6 +142,7 @@ pub(super) fn build(c: &mut Checker<'_>, mut data: File, flags: &Overrides) -> O
         sts,
         sts_endpoint_env,
         roles,
+        identity_tokens,
         warnings: Vec::new(),
     })
 }
@@ -196,6 +198,14 @@ fn layer_flags(c: &mut Checker<'_>, data: &mut File, flags: &Overrides) {
     layer!(l, r.trust_anchor_arn <- g.trust_anchor_arn);
     layer!(l, r.profile_arn <- g.profile_arn);
     layer!(l, r.external_id <- g.external_id);
+    let t = &mut data.identity_tokens;
+    let mut l = Layer::new(c, o, "identity_tokens");
+    l.set(
+        &mut t.audiences,
+        "audiences",
+        &g.token_audience,
+        "token_audience",
+    );
     layer_source(c, data, flags);
     super::chain::layer_via(c, o, data, &g.via_role_arn);
 }

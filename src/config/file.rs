@@ -15,8 +15,9 @@ use crate::checker::{Checker, Field, shown};
 use crate::token::{self, KindName};
 
 /// The top-level keys of the file.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
+    "identity_tokens",
     "identity",
     "token_service",
     "sts",
@@ -41,6 +42,16 @@ pub(crate) struct File {
     pub(crate) sources: Vec<FileSource>,
     /// `[[role]]`
     pub(crate) roles: Vec<Role>,
+    /// `[identity_tokens]`
+    pub(crate) identity_tokens: IdentityTokens,
+}
+
+/// `[identity_tokens]`: the identity-token endpoint's audiences and source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct IdentityTokens {
+    pub(crate) audiences: Field<Vec<String>>,
+    pub(crate) source: Field<String>,
 }
 
 /// One source of the file.
@@ -183,6 +194,7 @@ pub(crate) fn read(c: &mut Checker<'_>, mut table: toml::Table) -> File {
         identity: c.section("identity", table.remove("identity")),
         sts: c.section("sts", table.remove("sts")),
         rolesanywhere: c.section("rolesanywhere", table.remove("rolesanywhere")),
+        identity_tokens: c.section("identity_tokens", table.remove("identity_tokens")),
         ..File::default()
     };
     if let Some(value) = table.remove("token_service") {

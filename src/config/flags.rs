@@ -83,6 +83,10 @@ pub struct CommonFlags {
     /// The external ID the second role's trust policy asks for (sts:ExternalId) [role chaining]
     #[arg(long, value_name = "ID")]
     pub external_id: Option<String>,
+    /// Serve identity tokens for AUD at /v1/identity-token?audience=AUD (Google Cloud, Azure,
+    /// Vault); repeat it or separate with commas. Only these audiences are served
+    #[arg(long, value_name = "AUD", value_delimiter = ',')]
+    pub token_audience: Option<Vec<String>>,
     /// STS region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1]
     #[arg(long, value_name = "REGION")]
     pub sts_region: Option<String>,

@@ -27,6 +27,7 @@
 //! | `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL` | default STS endpoint (read by aws-config) |
 //! | `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`, `AWS_ROLE_SESSION_NAME` | Kubernetes IRSA: with no other source, the default role's token file, role and session name |
 
+mod audiences;
 mod build;
 mod cf;
 mod chain;
@@ -155,6 +156,15 @@ pub struct RoleConfig {
     pub backend: RoleBackend,
 }
 
+/// What `/v1/identity-token` serves: tokens from one source, for these audiences only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityTokensConfig {
+    /// The source's name.
+    pub source: String,
+    /// The audiences allowed.
+    pub audiences: Vec<String>,
+}
+
 /// How a role's credentials are obtained (one arm per backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoleBackend {
@@ -250,6 +260,8 @@ pub struct Config {
     pub sts_endpoint_env: Option<String>,
     /// The roles; the first is the default.
     pub roles: Vec<RoleConfig>,
+    /// The identity-token endpoint's source and audiences, when any are configured.
+    pub identity_tokens: Option<IdentityTokensConfig>,
     /// Things that work but are probably not what was meant; logged at start.
     pub warnings: Vec<String>,
 }

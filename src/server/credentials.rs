@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 
 /// The path of the default role.
 pub const CREDENTIALS_PATH: &str = "/v1/credentials";
+/// Where identity tokens for other audiences are served (`?audience=AUD[&format=text]`).
+pub const IDENTITY_TOKEN_PATH: &str = "/v1/identity-token";
 
 /// The roles served, by alias, and which one is the default.
 #[derive(Debug, Clone)]
@@ -78,6 +80,7 @@ pub struct CredentialsApp {
     cold_start_wait: Duration,
     extra_hosts: Vec<IpAddr>,
     imds: Option<super::imds::Imds>,
+    identity_tokens: Option<Arc<crate::token::audiences::Audiences>>,
     refusals: Refusals,
 }
 
@@ -98,6 +101,7 @@ impl CredentialsApp {
             cold_start_wait,
             extra_hosts,
             imds: None,
+            identity_tokens: None,
             refusals: Refusals::default(),
         }
     }
@@ -105,6 +109,12 @@ impl CredentialsApp {
     /// Also answers IMDSv2 requests (`allow_v1`: also token-less IMDSv1 GETs).
     pub fn with_imds(mut self, allow_v1: bool) -> Self {
         self.imds = Some(super::imds::Imds::new(allow_v1));
+        self
+    }
+
+    /// Also serves identity tokens for other audiences at [`IDENTITY_TOKEN_PATH`].
+    pub fn with_identity_tokens(mut self, tokens: Arc<crate::token::audiences::Audiences>) -> Self {
+        self.identity_tokens = Some(tokens);
         self
     }
 
@@ -164,6 +174,10 @@ impl CredentialsApp {
             };
         }
         let path = req.uri().path();
+        if path == IDENTITY_TOKEN_PATH {
+            return super::identity_tokens::answer(self.identity_tokens.as_deref(), req.uri())
+                .await;
+        }
         let role = if path == CREDENTIALS_PATH {
             Some(self.roles.default_role())
         } else {

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod credentials;
+mod identity_tokens;
 pub mod imds;
 
 use std::future::Future;

@@ -69,6 +69,14 @@ impl Kind for Circleci {
         }
     }
 
+    fn for_audience(_: &Settings, _: &str) -> Result<Settings, String> {
+        Err(
+            "a CircleCI job's OIDC token has the organization id as its audience and cannot be \
+             asked for another"
+                .to_owned(),
+        )
+    }
+
     fn describe(s: &Settings) -> String {
         format!("${}, which {}", s.variable, ci_job::expiry(&s.token))
     }

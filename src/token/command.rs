@@ -144,6 +144,14 @@ impl Kind for CommandSource {
         }
     }
 
+    fn for_audience(_: &Settings, _: &str) -> Result<Settings, String> {
+        Err(
+            "a command prints one token, for whatever audience it asks for; configure another \
+             command source for another audience"
+                .to_owned(),
+        )
+    }
+
     fn describe(s: &Settings) -> String {
         format!(
             "runs {} ({} arguments, not shown), at most {}s",

@@ -73,6 +73,14 @@ impl Kind for TokenFile {
         }
     }
 
+    fn for_audience(_: &Settings, _: &str) -> Result<Settings, String> {
+        Err(
+            "a token file holds one token, for the audience its writer asked for (a \
+             projected token's volume names it); project another token for another audience"
+                .to_owned(),
+        )
+    }
+
     fn describe(s: &Settings) -> String {
         format!("{} (from {})", s.path.display(), s.origin)
     }

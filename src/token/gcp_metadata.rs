@@ -125,6 +125,19 @@ impl Kind for GcpMetadata {
         })
     }
 
+    fn for_audience(s: &Settings, audience: &str) -> Result<Settings, String> {
+        let mut url = reqwest::Url::parse(&s.url).map_err(|e| e.to_string())?;
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("audience", audience)
+            .append_pair("format", "full");
+        Ok(Settings {
+            url: url.to_string(),
+            audience: audience.to_owned(),
+            ..s.clone()
+        })
+    }
+
     fn describe(s: &Settings) -> String {
         format!(
             "{}, service account {}, audience {}",

@@ -106,6 +106,25 @@ impl Kind for GithubActions {
         })
     }
 
+    fn for_audience(s: &Settings, audience: &str) -> Result<Settings, String> {
+        let mut url = reqwest::Url::parse(&s.url).map_err(|e| e.to_string())?;
+        // GitHub's URL carries a query of its own: keep it, replace the audience.
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "audience")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("audience", audience);
+        Ok(Settings {
+            url: url.to_string(),
+            audience: audience.to_owned(),
+            ..s.clone()
+        })
+    }
+
     fn describe(s: &Settings) -> String {
         format!(
             "{}, audience {}",

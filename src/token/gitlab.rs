@@ -88,6 +88,14 @@ impl Kind for Gitlab {
         }
     }
 
+    fn for_audience(_: &Settings, _: &str) -> Result<Settings, String> {
+        Err(
+            "a GitLab job's ID token has the audience the job asked for under id_tokens; ask \
+             for another variable with that audience there"
+                .to_owned(),
+        )
+    }
+
     fn describe(s: &Settings) -> String {
         format!("${}, which {}", s.variable, ci_job::expiry(&s.token))
     }

@@ -21,6 +21,7 @@
 //! decodes claims (it does not verify signatures: STS does that) and never logs or prints a
 //! token.
 
+pub mod audiences;
 pub mod cache;
 mod ci_job;
 pub mod circleci;
@@ -87,6 +88,16 @@ pub trait Kind: fmt::Debug + Send + Sync + Sized + 'static {
     /// The certificate and key the kind presents, if any (for `check` to describe).
     fn identity(_settings: &Self::Settings) -> Option<&IdentityFiles> {
         None
+    }
+    /// The settings of a source like this one that asks for tokens for `audience` (the
+    /// identity-token endpoint); `Err` says, in words, why this kind cannot.
+    fn for_audience(settings: &Self::Settings, audience: &str) -> Result<Self::Settings, String> {
+        let _ = (settings, audience);
+        Err(format!(
+            "a {} source has one token, for the audience it was made for, and cannot ask for \
+             another",
+            Self::NAME
+        ))
     }
     /// The source for the settings. Reads local files (a CA bundle); makes no network call.
     fn new(settings: &Self::Settings) -> Result<Self, SetupError>;
@@ -273,6 +284,17 @@ macro_rules! kinds {
             pub fn identity(&self) -> Option<&IdentityFiles> {
                 match self {
                     $( Settings::$variant(s) => <$module::$ty as Kind>::identity(s), )*
+                }
+            }
+        }
+
+        impl Settings {
+            /// The same source asking for tokens for `audience`, or why it cannot.
+            pub fn for_audience(&self, audience: &str) -> Result<Settings, String> {
+                match self {
+                    $( Settings::$variant(s) => {
+                        <$module::$ty as Kind>::for_audience(s, audience).map(Settings::$variant)
+                    } )*
                 }
             }
         }

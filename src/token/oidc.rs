@@ -229,6 +229,15 @@ impl Kind for Oidc {
         })
     }
 
+    /// The provider is asked with `audience` (Auth0, Keycloak with an audience mapper); one that
+    /// ignores it answers a token for another audience, which the endpoint then refuses.
+    fn for_audience(s: &Settings, audience: &str) -> Result<Settings, String> {
+        Ok(Settings {
+            audience: Some(audience.to_owned()),
+            ..s.clone()
+        })
+    }
+
     fn describe(s: &Settings) -> String {
         format!(
             "{}, client {}{}{}, secret {}",

@@ -51,6 +51,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// The client identity presented over mTLS.
     pub identity: IdentityFiles,
+    /// The audience asked for (`sts-sidecar issuer` takes it; none: the service's default).
+    pub audience: Option<String>,
 }
 
 fn https_base_url(c: &mut Checker<'_>, key: &str, value: &str) -> Option<String> {
@@ -112,6 +114,17 @@ impl Kind for TokenService {
             ca_file,
             timeout,
             identity: identity?,
+            audience: None,
+        })
+    }
+
+    /// `sts-sidecar issuer` signs for any audience on its `--audience` allow-list; the older CF
+    /// Identity Token Service ignores the parameter and answers its one audience, which the
+    /// endpoint then refuses as a token for another audience.
+    fn for_audience(s: &Settings, audience: &str) -> Result<Settings, String> {
+        Ok(Settings {
+            audience: Some(audience.to_owned()),
+            ..s.clone()
         })
     }
 
@@ -135,12 +148,9 @@ impl Kind for TokenService {
     }
 
     fn new(s: &Settings) -> Result<Self, super::SetupError> {
-        Ok(Self::with(
-            &s.url,
-            s.identity.clone(),
-            s.ca_file.as_deref(),
-            s.timeout,
-        )?)
+        let mut service = Self::with(&s.url, s.identity.clone(), s.ca_file.as_deref(), s.timeout)?;
+        service.audience.clone_from(&s.audience);
+        Ok(service)
     }
 
     fn origin(&self) -> String {
@@ -171,6 +181,8 @@ impl Kind for TokenService {
 pub struct TokenService {
     url: String,
     token_url: String,
+    /// The audience asked for, if any.
+    audience: Option<String>,
     identity: IdentityFiles,
     extra_roots: Vec<reqwest::Certificate>,
     timeout: Duration,
@@ -244,6 +256,7 @@ impl TokenService {
         Ok(Self {
             url: base.to_owned(),
             token_url: format!("{base}/token"),
+            audience: None,
             identity,
             extra_roots,
             timeout,
@@ -270,11 +283,17 @@ impl TokenService {
             .header(http::header::ACCEPT, "application/jwt, text/plain, */*");
         // The assertion proves the key to an issuer behind any router; a service that only
         // knows mTLS ignores the body and reads the certificate presented above.
-        if let Some(assertion) = self.assertion(pair, &signer) {
-            let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", GRANT_JWT_BEARER)
-                .append_pair("assertion", &assertion)
-                .finish();
+        let assertion = self.assertion(pair, &signer);
+        if assertion.is_some() || self.audience.is_some() {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            if let Some(assertion) = &assertion {
+                form.append_pair("grant_type", GRANT_JWT_BEARER)
+                    .append_pair("assertion", assertion);
+            }
+            if let Some(audience) = &self.audience {
+                form.append_pair("audience", audience);
+            }
+            let body = form.finish();
             request = request
                 .header(
                     http::header::CONTENT_TYPE,

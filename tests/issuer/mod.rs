@@ -223,6 +223,16 @@ impl World {
     /// is `token_url` and whose STS is `sts`, started with its credentials (or panicking with
     /// its status after 10 s).
     pub async fn sidecar(&self, token_url: &str, sts: &str) -> sts_sidecar::app::Sidecar {
+        self.sidecar_with(token_url, sts, "").await
+    }
+
+    /// [`World::sidecar`] with more of the config file (`extra`, appended).
+    pub async fn sidecar_with(
+        &self,
+        token_url: &str,
+        sts: &str,
+        extra: &str,
+    ) -> sts_sidecar::app::Sidecar {
         self.pki.install(&self.victim).expect("install");
         let toml = format!(
             r#"
@@ -239,6 +249,7 @@ ca_file = "{ca}"
 endpoint = "{sts}"
 [[role]]
 arn = "arn:aws:iam::123456789012:role/through-the-issuer"
+{extra}
 "#,
             cert = self.pki.cert_path().display(),
             key = self.pki.key_path().display(),
