@@ -15,7 +15,7 @@ the binary, so the instructions cannot drift from the program:
 - every sts-sidecar command of a shell block (`sh`), continuation lines joined, comments,
   pipes and redirections cut off, names a subcommand and only flags it accepts;
 - and every one of those command lines is then run against the binary, as far as it can run
-  here: `completions` for real; `check --wait` (a probe) once, where 1 (not ready) is an
+  here: `completions` and `gcp-credentials` for real; `check --wait` (a probe) once, where 1 (not ready) is an
   answer; `serve`, `exec`, `credential-process` and `check` through
   `check --config-only` with the same flags (and the container's or app's variables), which
   judges the whole configuration as `serve` would without calling anything; `issuer` and
@@ -36,7 +36,7 @@ import tempfile
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBCOMMANDS = ["serve", "exec", "credential-process", "check", "issuer", "completions"]
+SUBCOMMANDS = ["serve", "exec", "credential-process", "check", "issuer", "completions", "gcp-credentials"]
 # Subcommands of subcommands whose flags count for their parent's command lines.
 NESTED = {"issuer": ["publish"]}
 ADMIN_PATHS = {"/healthz", "/ready", "/metrics", "/status"}
@@ -130,6 +130,10 @@ def run_one(binary, args, env, tmp):
         # the README generates, made here.
         if re.fullmatch(r"\(\([a-z_]+\)\)", value):
             run_env[name] = p256_key_pem()
+    if sub == "gcp-credentials":
+        # For real, in an empty folder (its --out lands there), with a stand-in token.
+        p = subprocess.run([binary, *args], env=run_env, cwd=tmp, capture_output=True, text=True, timeout=30)
+        return None if p.returncode == 0 else f"exit {p.returncode}: {p.stderr.strip()[-600:]}"
     if sub == "completions":
         p = subprocess.run([binary, *args], env=run_env, capture_output=True, text=True, timeout=30)
         return None if p.returncode == 0 and p.stdout else f"exit {p.returncode}: {p.stderr.strip()}"

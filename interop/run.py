@@ -244,7 +244,9 @@ class Stack:
                # Every sidecar of the suite (a hundred starts in a few minutes) presents the one
                # test instance identity: far more than the per-instance budget allows a real
                # instance (20 tokens, then one every 30 s).
-               "--instance-burst", "100000", "--instance-refill-secs", "1"]
+               "--instance-burst", "100000", "--instance-refill-secs", "1",
+               # The audiences the identity-token scenarios ask for (STS's first: the default).
+               "--audience", ",".join(["sts.amazonaws.com", GCP_AUDIENCE, GCP_AUDIENCE_UNREGISTERED])]
         self.issuer = self.procs.start("issuer", cmd, env={"PATH": os.environ.get("PATH", ""),
                                                            "STS_SIDECAR_LOG": "info"},
                                        log_path=os.path.join(self.work, "issuer.log"))
@@ -641,6 +643,93 @@ def run_sources(stack, procs, clients, scenarios, results):
         procs.stop(proc, signal.SIGTERM)
 
 
+# One identity, other clouds (issue 25): the real google-auth library through the sidecar's
+# /v1/identity-token and `sts-sidecar gcp-credentials`, against a fake of Google's STS and IAM
+# Credentials that verifies the subject token by discovery at the issuer.
+CLOUD_SCENARIOS = ["gcp-google-auth"]
+GCP_PROJECT_NUMBER = "123456789012"
+GCP_SERVICE_ACCOUNT = "movie-app@my-project.iam.gserviceaccount.com"
+
+
+def gcp_audience(provider):
+    return (f"//iam.googleapis.com/projects/{GCP_PROJECT_NUMBER}/locations/global/"
+            f"workloadIdentityPools/cf-apps/providers/{provider}")
+
+
+GCP_AUDIENCE = gcp_audience("sts-sidecar")
+# On the sidecar's and the issuer's lists, but not registered at Google: Google refuses it.
+GCP_AUDIENCE_UNREGISTERED = gcp_audience("unregistered")
+
+
+def run_clouds(stack, procs, scenarios, results):
+    if "gcp-google-auth" not in scenarios:
+        return
+    u = stack.upstreams
+    # The fake runs with the venv's Python (PyJWT, requests), as its own process.
+    url_file = os.path.join(stack.work, "fake-google.url")
+    fake = procs.start("fake-google", [os.path.join(VENV, "bin", "python"),
+                                       os.path.join(ROOT, "interop", "fake_google.py"),
+                                       u["TOKEN_SERVICE_URL"], u["TOKEN_SERVICE_CA"], url_file, GCP_AUDIENCE],
+                       env={"PATH": os.environ.get("PATH", "")},
+                       log_path=os.path.join(stack.work, "fake-google.log"))
+    wait_until("the fake Google", lambda: os.path.exists(url_file), proc=fake)
+    google_url = open(url_file).read().strip()
+
+    def impersonated(token):
+        try:
+            with urllib.request.urlopen(f"{google_url}/_impersonated/{token}", timeout=5) as r:
+                return json.loads(r.read())
+        except Exception:
+            return {}
+
+    listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    cmd = [os.path.join(BIN, "sts-sidecar"), "serve", "--listen", listen, "--admin-listen", admin,
+           "--auth-token-file", stack.token_file,
+           "--token-audience", f"{GCP_AUDIENCE},{GCP_AUDIENCE_UNREGISTERED}"] + stack.upstream_flags()
+    proc = procs.start("gcp", cmd, env=stack.sidecar_env(), log_path=os.path.join(stack.work, "gcp.log"))
+    try:
+        wait_until("sts-sidecar (gcp)", lambda: http_ok(f"http://{admin}/ready"), proc=proc, marker=SERVING)
+    except SystemExit as e:
+        results.append(("-", "-", "gcp-google-auth", False, 0.0, f"{e}; see gcp.log"))
+        procs.stop(proc)
+        procs.stop(fake)
+        return
+
+    def credentials(provider):
+        path = os.path.join(stack.work, f"gcp-{provider}.json")
+        subprocess.run([os.path.join(BIN, "sts-sidecar"), "gcp-credentials",
+                        "--project-number", GCP_PROJECT_NUMBER, "--pool", "cf-apps", "--provider", provider,
+                        "--service-account", GCP_SERVICE_ACCOUNT, "--listen", listen,
+                        "--auth-token-file", stack.token_file, "--out", path,
+                        "--google-token-url", f"{google_url}/v1/token",
+                        "--google-iam-credentials-url", google_url],
+                       check=True, capture_output=True, env={"PATH": os.environ.get("PATH", "")})
+        return path
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": stack.work}
+    client = [os.path.join(VENV, "bin", "python"), os.path.join(ROOT, "interop", "gcp_client.py")]
+    cases = [
+        ("google-auth", "sts-sidecar", lambda got: impersonated(got.get("token", "none"))
+         == {"email": GCP_SERVICE_ACCOUNT, "sub": u["CF_SUBJECT"]}),
+        # The sidecar serves it, Google refuses it: the library says so.
+        ("google-auth unregistered provider", "unregistered",
+         lambda got: "unknown provider" in got.get("error", "")),
+        # Not on the sidecar's allow-list: 403 before anything is asked of the issuer.
+        ("google-auth audience not allowed", "elsewhere",
+         lambda got: "403" in got.get("error", "") or "AudienceNotAllowed" in got.get("error", "")),
+    ]
+    for name, provider, ok in cases:
+        out, err, elapsed = run_client_cmd(client + [credentials(provider)], env)
+        got = json.loads(out.strip().splitlines()[-1]) if out else {"error": err}
+        passed = ok(got)
+        detail = (f"{got.get('library', '')}: a service account token for {GCP_SERVICE_ACCOUNT}, "
+                  f"the subject token verified by discovery" if "token" in got else got.get("error", ""))
+        results.append((name.split()[0], "gcp", "gcp-google-auth", passed, elapsed,
+                        (name + ": " + detail)[:200] if passed else f"{name}: {got}"))
+    procs.stop(proc, signal.SIGTERM)
+    procs.stop(fake)
+
+
 NEGATIVE = {
     "wrong-token": r"403|InvalidAuthorization",
     "not-ready": r"503|CredentialsUnavailable|not available",
@@ -737,13 +826,13 @@ def suite(args):
         if "ruby" in clients:
             toolchains.ruby_client()
         scenarios = args.scenario or (["identity", "movies"] + list(WAYS_IN) + SOURCE_SCENARIOS + RA_SCENARIOS
-                                      + ISSUER_SCENARIOS + list(NEGATIVE))
+                                      + ISSUER_SCENARIOS + CLOUD_SCENARIOS + list(NEGATIVE))
         for name in clients:
             if name not in CLIENTS:
                 raise SystemExit(f"interop: unknown client {name!r} (known: {', '.join(CLIENTS)})")
         for scenario in scenarios:
             if scenario not in ["identity", "movies", *WAYS_IN, *SOURCE_SCENARIOS, *RA_SCENARIOS, *ISSUER_SCENARIOS,
-                                *NEGATIVE]:
+                                *CLOUD_SCENARIOS, *NEGATIVE]:
                 raise SystemExit(f"interop: unknown scenario {scenario!r}")
         positive = [s for s in scenarios if s in ("identity", "movies")]
         negatives = [s for s in scenarios if s in NEGATIVE]
@@ -771,6 +860,7 @@ def suite(args):
         run_sources(stack, procs, clients, [s for s in scenarios if s in SOURCE_SCENARIOS], results)
         run_roles_anywhere(stack, procs, clients, [s for s in scenarios if s in RA_SCENARIOS], results)
         run_issuer(stack, procs, clients, [s for s in scenarios if s in ISSUER_SCENARIOS], results)
+        run_clouds(stack, procs, [s for s in scenarios if s in CLOUD_SCENARIOS], results)
     finally:
         procs.stop_all()
         if args.keep:

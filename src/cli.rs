@@ -103,6 +103,53 @@ sts-sidecar completions zsh > \"${fpath[1]}/_sts-sidecar\"\n  \
 sts-sidecar completions man > /usr/local/share/man/man1/sts-sidecar.1"
     )]
     Completions(CompletionsArgs),
+    /// Print a Google Cloud credential configuration that takes its identity from the sidecar
+    #[command(
+        long_about = "Print a Google Cloud credential configuration (type external_account, for \
+GOOGLE_APPLICATION_CREDENTIALS) whose subject token the Google auth libraries fetch from the \
+sidecar's /v1/identity-token for the workload identity pool provider's audience, with the \
+sidecar's authorization token in the request's headers. Unmodified Google SDKs then exchange it \
+at Google's STS (and, with --service-account, impersonate that service account).\n\n\
+The sidecar must serve that audience: it is printed on stderr as the --token-audience to add.\n\n\
+Example:\n  sts-sidecar gcp-credentials --project-number 123456789012 --pool cf --provider \
+sts-sidecar \\\n    --service-account app@my-project.iam.gserviceaccount.com --out gcp.json\n  \
+GOOGLE_APPLICATION_CREDENTIALS=gcp.json my-app"
+    )]
+    GcpCredentials(GcpCredentialsArgs),
+}
+
+/// Flags of `gcp-credentials`.
+#[derive(Debug, Clone, Args)]
+pub struct GcpCredentialsArgs {
+    /// The project number (digits) that holds the workload identity pool
+    #[arg(long, value_name = "NUMBER")]
+    pub project_number: String,
+    /// The workload identity pool's id
+    #[arg(long, value_name = "ID")]
+    pub pool: String,
+    /// The pool's provider (the OIDC issuer registered there)
+    #[arg(long, value_name = "ID")]
+    pub provider: String,
+    /// Impersonate this service account (without it the federated identity itself is used)
+    #[arg(long, value_name = "EMAIL")]
+    pub service_account: Option<String>,
+    /// Where the sidecar listens [default: 127.0.0.1:61679]
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub listen: Option<SocketAddr>,
+    /// The sidecar's authorization token file [default: $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+    /// else the token in $AWS_CONTAINER_AUTHORIZATION_TOKEN]
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<std::path::PathBuf>,
+    /// Write the configuration to FILE (mode 0600, replaced whole) instead of stdout: it holds
+    /// the authorization token
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Google's STS token endpoint [default: https://sts.googleapis.com/v1/token]
+    #[arg(long, value_name = "URL", hide_short_help = true)]
+    pub google_token_url: Option<String>,
+    /// The IAM Credentials API [default: https://iamcredentials.googleapis.com]
+    #[arg(long, value_name = "URL", hide_short_help = true)]
+    pub google_iam_credentials_url: Option<String>,
 }
 
 /// What `completions` prints.

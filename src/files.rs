@@ -129,6 +129,37 @@ pub fn only_ours(meta: &Metadata, could: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Replaces the file at `path` whole with `bytes` and exactly `mode`: written to a new file
+/// beside it (created with 0600 first, so nobody else can open it meanwhile), synced, then
+/// renamed over `path`, so a reader sees the old content or the new, never part of it.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let mut file = options.open(&tmp)?;
+        // The umask may have taken bits from the mode asked for at open; set it exactly.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// What a file that is not a regular file is, in words.
 pub fn kind(meta: &Metadata) -> &'static str {
     let t = meta.file_type();

@@ -74,6 +74,7 @@ fn main() {
             Command::Completions(args) => {
                 cmd::completions::run(args, &mut std::io::stdout().lock()).map(|()| 0)
             }
+            Command::GcpCredentials(args) => cmd::gcp_credentials::run(args, &env).map(|()| 0),
         }
     });
     match result {

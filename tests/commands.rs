@@ -754,3 +754,94 @@ fn check_config_only_at_staging_looks_for_the_apps_files_where_it_is_staged() {
     let (code, _, err) = run("/home/vcap/app/ca.pem", None);
     assert_eq!(code, Some(64), "{err}");
 }
+
+#[test]
+fn gcp_credentials_writes_a_url_sourced_external_account_configuration() {
+    // See: issue #25. What Google's auth libraries read from GOOGLE_APPLICATION_CREDENTIALS:
+    // the sidecar's identity-token URL for the provider's audience, its authorization token in
+    // the headers (so the file is written 0600), Google's STS, and the impersonation URL.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
+    let out = dir.path().join("gcp.json");
+    let run = Command::new(BIN)
+        .env_clear()
+        .args([
+            "gcp-credentials",
+            "--project-number",
+            "123456789012",
+            "--pool",
+            "cf-apps",
+        ])
+        .args(["--provider", "sts-sidecar", "--listen", "127.0.0.1:7001"])
+        .args(["--service-account", "app@p.iam.gserviceaccount.com"])
+        .arg("--auth-token-file")
+        .arg(&token)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{err}");
+    let aud = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/cf-apps/providers/sts-sidecar";
+    assert!(err.contains(&format!("--token-audience {aud}")), "{err}");
+    assert_eq!(
+        std::fs::metadata(&out).expect("file").permissions().mode() & 0o777,
+        0o600
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("read")).expect("json");
+    assert_eq!(doc["type"], "external_account");
+    assert_eq!(doc["audience"], aud);
+    assert_eq!(
+        doc["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(doc["token_url"], "https://sts.googleapis.com/v1/token");
+    let source = &doc["credential_source"];
+    assert_eq!(
+        source["url"],
+        format!(
+            "http://127.0.0.1:7001/v1/identity-token?audience={}",
+            aud.replace('/', "%2F")
+        )
+    );
+    assert_eq!(
+        source["headers"]["Authorization"],
+        "0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(source["format"]["subject_token_field_name"], "token");
+    assert_eq!(
+        doc["service_account_impersonation_url"],
+        "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/app@p.iam.gserviceaccount.com:generateAccessToken"
+    );
+    // Every wrong argument is named at once, and nothing is written.
+    let bad = Command::new(BIN)
+        .env_clear()
+        .args([
+            "gcp-credentials",
+            "--project-number",
+            "my-project",
+            "--pool",
+            "P",
+        ])
+        .args([
+            "--provider",
+            "x",
+            "--google-token-url",
+            "http://sts.example.com/v1/token",
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(64), "{err}");
+    for needle in [
+        "--project-number: must be the project's number",
+        "--pool: must be an id of 4-32 characters",
+        "--provider: must be an id",
+        "--google-token-url: must be an https:// URL",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}

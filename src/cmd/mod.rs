@@ -6,6 +6,7 @@ pub mod check;
 pub mod completions;
 pub mod credential_process;
 pub mod exec;
+pub mod gcp_credentials;
 pub mod issuer;
 pub mod serve;
 

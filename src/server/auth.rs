@@ -7,7 +7,6 @@
 //! the new token is picked up on the first request that presents it, and the old one keeps
 //! working for a grace period so that clients mid-rotation are not refused.
 
-use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -328,31 +327,7 @@ pub fn write_token_file(path: &Path, token: &AuthToken, mode: u32) -> Result<(),
         path: path.to_owned(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        // The umask may have taken bits from the mode asked for at open; set it exactly.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o640))?;
-        file.write_all(token.expose().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::files::replace(path, token.expose().as_bytes(), mode & 0o640).map_err(io)
 }
 
 /// Reads and checks the token file: a regular file, not reached through a symbolic link, owned
