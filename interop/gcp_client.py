@@ -12,7 +12,11 @@ call off this machine, which the tests must never make).
 """
 
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import loopback_only  # noqa: E402  (before any client library)
 
 import google.auth
 import google.auth.transport.requests
@@ -22,6 +26,7 @@ try:
     creds = identity_pool.Credentials.from_file(
         sys.argv[1], scopes=["https://www.googleapis.com/auth/cloud-platform"])
     creds.refresh(google.auth.transport.requests.Request())
-    print(json.dumps({"token": creds.token, "library": f"google-auth {google.auth.__version__}"}))
+    print(json.dumps({"token": creds.token, "library": f"google-auth {google.auth.__version__}",
+                      "blocked": loopback_only.BLOCKED}))
 except Exception as e:  # the test compares the message
-    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+    print(json.dumps({"error": f"{type(e).__name__}: {e}", "blocked": loopback_only.BLOCKED}))

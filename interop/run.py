@@ -246,7 +246,8 @@ class Stack:
                # instance (20 tokens, then one every 30 s).
                "--instance-burst", "100000", "--instance-refill-secs", "1",
                # The audiences the identity-token scenarios ask for (STS's first: the default).
-               "--audience", ",".join(["sts.amazonaws.com", GCP_AUDIENCE, GCP_AUDIENCE_UNREGISTERED])]
+               "--audience", ",".join(["sts.amazonaws.com", GCP_AUDIENCE, GCP_AUDIENCE_UNREGISTERED,
+                                       AZURE_AUDIENCE, "api://other"])]
         self.issuer = self.procs.start("issuer", cmd, env={"PATH": os.environ.get("PATH", ""),
                                                            "STS_SIDECAR_LOG": "info"},
                                        log_path=os.path.join(self.work, "issuer.log"))
@@ -646,7 +647,10 @@ def run_sources(stack, procs, clients, scenarios, results):
 # One identity, other clouds (issue 25): the real google-auth library through the sidecar's
 # /v1/identity-token and `sts-sidecar gcp-credentials`, against a fake of Google's STS and IAM
 # Credentials that verifies the subject token by discovery at the issuer.
-CLOUD_SCENARIOS = ["gcp-google-auth"]
+CLOUD_SCENARIOS = ["gcp-google-auth", "azure-identity"]
+AZURE_AUDIENCE = "api://AzureADTokenExchange"
+AZURE_TENANT = "11111111-2222-3333-4444-555555555555"
+AZURE_CLIENT = "66666666-7777-8888-9999-000000000000"
 GCP_PROJECT_NUMBER = "123456789012"
 GCP_SERVICE_ACCOUNT = "movie-app@my-project.iam.gserviceaccount.com"
 
@@ -662,8 +666,62 @@ GCP_AUDIENCE_UNREGISTERED = gcp_audience("unregistered")
 
 
 def run_clouds(stack, procs, scenarios, results):
-    if "gcp-google-auth" not in scenarios:
-        return
+    if "gcp-google-auth" in scenarios:
+        run_gcp(stack, procs, results)
+    if "azure-identity" in scenarios:
+        run_azure(stack, procs, results)
+
+
+def run_azure(stack, procs, results):
+    """azure-identity's WorkloadIdentityCredential reads the federated token file the sidecar
+    keeps (--azure-token-file) and sends it to a fake Entra ID that verifies it by discovery; a
+    sidecar keeping a token for another audience is refused."""
+    u = stack.upstreams
+    out_dir = os.path.join(stack.work, "fake-entra")
+    os.makedirs(out_dir, exist_ok=True)
+    fake = procs.start("fake-entra", [os.path.join(VENV, "bin", "python"),
+                                      os.path.join(ROOT, "interop", "fake_entra.py"),
+                                      u["TOKEN_SERVICE_URL"], u["TOKEN_SERVICE_CA"], u["CF_SUBJECT"],
+                                      AZURE_AUDIENCE, AZURE_TENANT, AZURE_CLIENT, out_dir],
+                       env={"PATH": os.environ.get("PATH", "")},
+                       log_path=os.path.join(stack.work, "fake-entra.log"))
+    url_file = os.path.join(out_dir, "url")
+    wait_until("the fake Entra ID", lambda: os.path.exists(url_file), proc=fake)
+    entra = open(url_file).read().strip()
+    client = [os.path.join(VENV, "bin", "python"), os.path.join(ROOT, "interop", "azure_client.py")]
+    for name, audience, ok in [
+        ("azure-identity", AZURE_AUDIENCE, lambda got: got.get("token", "").startswith("entra-")),
+        ("azure-identity other audience", "api://other",
+         lambda got: "AADSTS70021" in got.get("error", "")),
+    ]:
+        token_file = os.path.join(stack.work, f"azure-token-{secrets.token_hex(4)}")
+        listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        cmd = [os.path.join(BIN, "sts-sidecar"), "serve", "--listen", listen, "--admin-listen", admin,
+               "--auth-token-file", stack.token_file, "--azure-token-file", token_file,
+               "--azure-audience", audience] + stack.upstream_flags()
+        proc = procs.start("azure", cmd, env=stack.sidecar_env(), log_path=os.path.join(stack.work, "azure.log"))
+        try:
+            wait_until("the federated token file", lambda: os.path.exists(token_file), proc=proc, marker=SERVING)
+        except SystemExit as e:
+            results.append(("azure-identity", "file", "azure-identity", False, 0.0, f"{name}: {e}; see azure.log"))
+            procs.stop(proc)
+            continue
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": stack.work,
+               "AZURE_TENANT_ID": AZURE_TENANT, "AZURE_CLIENT_ID": AZURE_CLIENT,
+               "AZURE_FEDERATED_TOKEN_FILE": token_file, "AZURE_AUTHORITY_HOST": entra,
+               "REQUESTS_CA_BUNDLE": os.path.join(out_dir, "ca.pem")}
+        out, err, elapsed = run_client_cmd(client, env)
+        got = json.loads(out.strip().splitlines()[-1]) if out else {"error": err}
+        passed = ok(got) and not got.get("blocked")
+        detail = (f"{got.get('library', '')}: an access token for the federated credential "
+                  f"(issuer, subject, audience checked)" if "token" in got else got.get("error", ""))
+        results.append(("azure-identity", "file", "azure-identity", passed, elapsed,
+                        (name + ": " + detail)[:200] if passed else f"{name}: {got}"))
+        procs.stop(proc, signal.SIGTERM)
+    procs.stop(fake)
+
+
+def run_gcp(stack, procs, results):
     u = stack.upstreams
     # The fake runs with the venv's Python (PyJWT, requests), as its own process.
     url_file = os.path.join(stack.work, "fake-google.url")
@@ -721,7 +779,7 @@ def run_clouds(stack, procs, scenarios, results):
     for name, provider, ok in cases:
         out, err, elapsed = run_client_cmd(client + [credentials(provider)], env)
         got = json.loads(out.strip().splitlines()[-1]) if out else {"error": err}
-        passed = ok(got)
+        passed = ok(got) and not got.get("blocked")
         detail = (f"{got.get('library', '')}: a service account token for {GCP_SERVICE_ACCOUNT}, "
                   f"the subject token verified by discovery" if "token" in got else got.get("error", ""))
         results.append((name.split()[0], "gcp", "gcp-google-auth", passed, elapsed,

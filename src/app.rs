@@ -508,15 +508,25 @@ pub async fn start(
         config.cold_start_wait,
         extra_hosts.clone(),
     );
+    let mut refreshers = refreshers;
     if let Some(tokens) = &config.identity_tokens
         && let Some(source) = config.source(&tokens.source)
     {
-        app = app.with_identity_tokens(Arc::new(token::audiences::Audiences::new(
+        let audiences = Arc::new(token::audiences::Audiences::new(
             &tokens.source,
             source.settings.clone(),
             tokens.audiences.clone(),
             metrics.clone(),
-        )));
+        ));
+        for (path, audience) in &tokens.files {
+            refreshers.push(tokio::spawn(token::audiences::keep_file(
+                audiences.clone(),
+                path.clone(),
+                audience.clone(),
+                config.auth_token_file_mode,
+            )));
+        }
+        app = app.with_identity_tokens(audiences);
     }
     if config.imds {
         app = app.with_imds(config.imds_v1);

@@ -389,7 +389,9 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
          external_id = \"{EXTERNAL_ID_MARKER}\"\n\
          [[role]]\nalias = \"ra\"\narn = \"arn:aws:iam::123456789012:role/g\"\n\
          trust_anchor_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:trust-anchor/t1\"\n\
-         profile_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:profile/p1\"\n",
+         profile_arn = \"arn:aws:rolesanywhere:eu-central-1:123456789012:profile/p1\"\n\
+         [identity_tokens]\nsource = \"gcp\"\naudiences = [\"vault\"]\nazure_token_file = \"{azure}\"\n",
+        azure = dir.path().join("azure-token").display(),
         sts = sts.endpoint(),
         file = token_file.display(),
         oidc = idp.token_url(),
@@ -422,6 +424,33 @@ async fn other_sources() -> (String, Vec<(String, String)>) {
             role.status()
         );
     }
+    // Identity tokens for other audiences: served, written to the Azure file, and refused.
+    let http = reqwest::Client::new();
+    for query in [
+        "audience=vault",
+        "audience=vault&format=text",
+        "audience=elsewhere",
+    ] {
+        let _ = http
+            .get(format!(
+                "http://{}/v1/identity-token?{query}",
+                sidecar.credentials_addr
+            ))
+            .header("authorization", AUTH_MARKER)
+            .send()
+            .await
+            .expect("identity token");
+    }
+    for _ in 0..200 {
+        if dir.path().join("azure-token").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        dir.path().join("azure-token").exists(),
+        "the Azure file was written"
+    );
     let mut text = format!("{config:?} {sidecar:?}");
     let status = reqwest::get(format!("http://{}/status", sidecar.admin_addr))
         .await

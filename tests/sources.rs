@@ -828,6 +828,54 @@ async fn identity_tokens_for_other_audiences_are_served_from_the_allow_list() {
     sidecar.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_azure_federated_token_file_is_kept_with_the_token_for_its_audience() {
+    // See: issue #25. AZURE_FEDERATED_TOKEN_FILE's content: the token for
+    // api://AzureADTokenExchange, written whole with the authorization token file's mode.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut world = World::new().await;
+    world.set_env("GCE_METADATA_HOST", world.idp.host());
+    let file = world.path("azure-token");
+    let config = world.config(&format!(
+        "[source.gcp]\ntype = \"gcp-metadata\"\n[[role]]\narn = \"{ROLE_ARN}\"\n\
+         [identity_tokens]\nazure_token_file = \"{}\"\n",
+        file.display()
+    ));
+    assert_eq!(
+        config.identity_tokens.as_ref().map(|t| t.audiences.clone()),
+        Some(vec!["api://AzureADTokenExchange".to_owned()])
+    );
+    let sidecar = world.serve(&config).await;
+    let mut written = String::new();
+    for _ in 0..200 {
+        written = std::fs::read_to_string(&file).unwrap_or_default();
+        if !written.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let claims = sts_sidecar::token::decode_claims(&written).expect("a JWT in the file");
+    assert_eq!(claims.aud, vec!["api://AzureADTokenExchange".to_owned()]);
+    assert_eq!(
+        std::fs::metadata(&file).expect("file").permissions().mode() & 0o777,
+        0o600
+    );
+    // The endpoint serves the same audience.
+    let r = world
+        .http
+        .get(format!(
+            "http://{}/v1/identity-token?audience=api://AzureADTokenExchange&format=text",
+            sidecar.credentials_addr
+        ))
+        .header("authorization", AUTH_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap_or_default(), written);
+    sidecar.shutdown().await;
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -6,6 +6,9 @@ use super::file::IdentityTokens;
 use super::{IdentityTokensConfig, RoleBackend, RoleConfig, SourceConfig};
 use crate::checker::Checker;
 
+/// The audience Azure's workload identity expects by default.
+pub(super) const AZURE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
 /// At most this many audiences (each has its own cache).
 const MAX_AUDIENCES: usize = 32;
 
@@ -17,7 +20,16 @@ pub(super) fn check(
     sources: &[SourceConfig],
 ) -> Option<IdentityTokensConfig> {
     let key = "identity_tokens.audiences";
-    let audiences = c.value(key, &spec.audiences)?;
+    let mut audiences = c.value(key, &spec.audiences).unwrap_or_default();
+    let mut files = Vec::new();
+    if let Some(path) = c.path("identity_tokens.azure_token_file", &spec.azure_token_file) {
+        let audience = c
+            .text("identity_tokens.azure_audience", &spec.azure_audience)
+            .unwrap_or_else(|| AZURE_AUDIENCE.to_owned());
+        // The file's audience is served by the endpoint too: it is on the allow-list.
+        audiences.push(audience.clone());
+        files.push((path, audience));
+    }
     if audiences.is_empty() {
         return None;
     }
@@ -68,6 +80,7 @@ pub(super) fn check(
     Some(IdentityTokensConfig {
         source,
         audiences: ok,
+        files,
     })
 }
 

@@ -206,6 +206,8 @@ fn layer_flags(c: &mut Checker<'_>, data: &mut File, flags: &Overrides) {
         &g.token_audience,
         "token_audience",
     );
+    layer!(l, t.azure_token_file <- g.azure_token_file);
+    layer!(l, t.azure_audience <- g.azure_audience);
     layer_source(c, data, flags);
     super::chain::layer_via(c, o, data, &g.via_role_arn);
 }

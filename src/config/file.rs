@@ -52,6 +52,8 @@ pub(crate) struct File {
 pub(crate) struct IdentityTokens {
     pub(crate) audiences: Field<Vec<String>>,
     pub(crate) source: Field<String>,
+    pub(crate) azure_token_file: Field<PathBuf>,
+    pub(crate) azure_audience: Field<String>,
 }
 
 /// One source of the file.

@@ -87,6 +87,13 @@ pub struct CommonFlags {
     /// Vault); repeat it or separate with commas. Only these audiences are served
     #[arg(long, value_name = "AUD", value_delimiter = ',')]
     pub token_audience: Option<Vec<String>>,
+    /// Keep FILE holding the identity token for --azure-audience, replaced whole from half its
+    /// life on: Azure's workload identity reads it from AZURE_FEDERATED_TOKEN_FILE
+    #[arg(long, value_name = "FILE")]
+    pub azure_token_file: Option<PathBuf>,
+    /// The audience of --azure-token-file [default: api://AzureADTokenExchange]
+    #[arg(long, value_name = "AUD")]
+    pub azure_audience: Option<String>,
     /// STS region [default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1]
     #[arg(long, value_name = "REGION")]
     pub sts_region: Option<String>,

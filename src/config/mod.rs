@@ -163,6 +163,8 @@ pub struct IdentityTokensConfig {
     pub source: String,
     /// The audiences allowed.
     pub audiences: Vec<String>,
+    /// Files kept holding a token: (path, audience). Azure's federated token file.
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 /// How a role's credentials are obtained (one arm per backend).

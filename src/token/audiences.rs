@@ -167,3 +167,57 @@ impl Audiences {
         })
     }
 }
+
+/// Keeps `path` holding a token for `audience` (Azure's federated token file): written whole
+/// (a reader sees the old token or the new, never part), with `mode` (the authorization token
+/// file's), again from half the token's remaining life on; after a failure it tries again in
+/// 5 s, doubling to a minute, and leaves the last good token in place. Runs until aborted.
+pub async fn keep_file(
+    tokens: Arc<Audiences>,
+    path: std::path::PathBuf,
+    audience: String,
+    mode: u32,
+) {
+    let mut last: Option<String> = None;
+    let mut backoff = std::time::Duration::from_secs(5);
+    loop {
+        let wait = match tokens.token(&audience).await {
+            Ok(t) => {
+                backoff = std::time::Duration::from_secs(5);
+                let fresh = last.as_deref() != Some(t.token.expose());
+                if fresh {
+                    match crate::files::replace(&path, t.token.expose().as_bytes(), mode) {
+                        Ok(()) => {
+                            tracing::info!(
+                                path = %path.display(),
+                                audience = %audience,
+                                expires = %crate::clock::format_rfc3339(t.expiration),
+                                "wrote the identity token file"
+                            );
+                            last = Some(t.token.expose().to_owned());
+                        }
+                        Err(e) => tracing::warn!(
+                            path = %path.display(),
+                            error = %e,
+                            "cannot write the identity token file"
+                        ),
+                    }
+                }
+                let left = t.expiration - crate::clock::now_unix();
+                std::time::Duration::from_secs(u64::try_from(left / 2).unwrap_or(0).clamp(30, 3600))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    audience = %audience,
+                    error = %crate::report::chain(&e),
+                    "no identity token for the token file; the last one stays"
+                );
+                let wait = backoff;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
