@@ -245,6 +245,20 @@ pub struct ExecArgs {
     /// Seconds to wait for the first credentials before giving up
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub ready_timeout: u64,
+    /// Also give the child Google Cloud credentials: the workload identity pool provider's
+    /// project number (with --gcp-pool and --gcp-provider); the child gets
+    /// GOOGLE_APPLICATION_CREDENTIALS, a configuration that takes its identity from this server
+    #[arg(long, value_name = "NUMBER", requires_all = ["gcp_pool", "gcp_provider"])]
+    pub gcp_project_number: Option<String>,
+    /// The workload identity pool (with --gcp-project-number)
+    #[arg(long, value_name = "ID", requires = "gcp_project_number")]
+    pub gcp_pool: Option<String>,
+    /// The pool's provider (with --gcp-project-number)
+    #[arg(long, value_name = "ID", requires = "gcp_project_number")]
+    pub gcp_provider: Option<String>,
+    /// The service account the child's Google SDK impersonates (with --gcp-project-number)
+    #[arg(long, value_name = "EMAIL", requires = "gcp_project_number")]
+    pub gcp_impersonate: Option<String>,
     /// The command to run, after --
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -289,4 +303,15 @@ pub struct CheckArgs {
     /// fails
     #[arg(long, value_name = "FILE")]
     pub trust_policy: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definitions (unique names, valid `requires`) only when it builds
+    /// that subcommand in a debug build: check them all here, before a user's `exec` panics.
+    #[test]
+    fn every_subcommands_flags_are_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

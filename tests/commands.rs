@@ -845,3 +845,66 @@ fn gcp_credentials_writes_a_url_sourced_external_account_configuration() {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
 }
+
+#[tokio::test]
+async fn exec_gives_the_child_a_google_cloud_configuration_that_points_back_at_it() {
+    // See: issue #25. GOOGLE_APPLICATION_CREDENTIALS for the child: exec's own server and token,
+    // the provider's audience (which exec serves), in a file only this user can read, gone
+    // when the child ends.
+    let stack = Stack::start().await;
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args(["--gcp-project-number", "123456789012", "--gcp-pool", "cf-apps"])
+        .args(["--gcp-provider", "sts-sidecar"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "cat \"$GOOGLE_APPLICATION_CREDENTIALS\"; echo \"|$AWS_CONTAINER_CREDENTIALS_FULL_URI|$AWS_CONTAINER_AUTHORIZATION_TOKEN|$GOOGLE_APPLICATION_CREDENTIALS|$(stat -c %a \"$GOOGLE_APPLICATION_CREDENTIALS\")\"",
+        ]);
+    let out = output(cmd).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (json, tail) = text
+        .rsplit_once('|')
+        .map(|_| text.split_at(text.find("\n|").expect("marker")))
+        .expect("output");
+    let fields: Vec<&str> = tail.trim().trim_start_matches('|').split('|').collect();
+    let (uri, token, path, mode) = (fields[0], fields[1], fields[2], fields[3]);
+    let doc: serde_json::Value = serde_json::from_str(json).expect("json");
+    let server = uri.trim_end_matches("/v1/credentials");
+    assert!(
+        doc["credential_source"]["url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&format!("{server}/v1/identity-token?audience=%2F%2Fiam.googleapis.com%2Fprojects%2F123456789012")),
+        "{doc}"
+    );
+    assert_eq!(doc["credential_source"]["headers"]["Authorization"], token);
+    assert_eq!(mode, "600");
+    assert!(
+        !std::path::Path::new(path).exists(),
+        "the file outlived the child"
+    );
+
+    // The Google flags are checked like gcp-credentials', named as exec's.
+    let mut cmd = sidecar(&stack, "exec");
+    cmd.args([
+        "--gcp-project-number",
+        "my-project",
+        "--gcp-pool",
+        "cf-apps",
+    ])
+    .args(["--gcp-provider", "sts-sidecar", "--", "true"]);
+    let out = output(cmd).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("--gcp-project-number: must be the project's number"),
+        "{err}"
+    );
+}

@@ -45,6 +45,16 @@ pub async fn run(args: &ExecArgs, matches: &ArgMatches, env: &dyn Env) -> Result
         flags.server.imds = Some(true);
     }
     flags.fresh_auth_token = true;
+    // Google Cloud for the child: its provider's audience is served too.
+    let gcp = gcp_args(args)?;
+    if let Some(g) = &gcp {
+        let aud = super::gcp_credentials::audience(&g.project_number, &g.pool, &g.provider);
+        flags
+            .common
+            .token_audience
+            .get_or_insert_with(Vec::new)
+            .push(aud);
+    }
     let config = Config::load(&flags, env)?;
     super::require_files(&config)?;
     let role = app::pick_role(&config, args.role.as_deref())?.alias.clone();
@@ -91,8 +101,48 @@ pub async fn run(args: &ExecArgs, matches: &ArgMatches, env: &dyn Env) -> Result
             "removed AWS credential variables from the child's environment"
         );
     }
+    // Azure's federated token file and Google's configuration, when asked for.
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    if let Some(tokens) = &config.identity_tokens
+        && let Some((path, _)) = tokens.files.first()
+    {
+        let until = tokio::time::Instant::now() + deadline.min(Duration::from_secs(10));
+        while !path.exists() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !path.exists() {
+            tracing::warn!(
+                path = %path.display(),
+                "the federated token file is not written yet (the sidecar's log says why); the \
+                 child starts anyway and Azure's library reads it when it appears"
+            );
+        }
+        extra.push(("AZURE_FEDERATED_TOKEN_FILE", path.display().to_string()));
+    }
+    let private = match &gcp {
+        Some(g) => {
+            let dir = private_dir().map_err(|e| {
+                ExitError::failure(anyhow::anyhow!("cannot make a private directory: {e}"))
+            })?;
+            let aud = super::gcp_credentials::audience(&g.project_number, &g.pool, &g.provider);
+            let doc = super::gcp_credentials::document(
+                &aud,
+                &sidecar.credentials_addr.to_string(),
+                token.expose(),
+                g,
+            );
+            let path = dir.join("gcp-credentials.json");
+            crate::files::replace(&path, format!("{doc:#}\n").as_bytes(), 0o600).map_err(|e| {
+                ExitError::failure(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+            })?;
+            extra.push(("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()));
+            Some(dir)
+        }
+        None => None,
+    };
     let program = &args.command[0];
     let mut command = tokio::process::Command::new(program);
+    command.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
     command
         .args(&args.command[1..])
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)
@@ -122,9 +172,63 @@ pub async fn run(args: &ExecArgs, matches: &ArgMatches, env: &dyn Env) -> Result
         }
     };
     tracing::debug!(program = %program, pid = child.id(), credentials = %url, "child started");
-    let code = supervise(&mut child).await.map_err(ExitError::failure)?;
+    let code = supervise(&mut child).await.map_err(ExitError::failure);
     sidecar.shutdown().await;
-    Ok(code)
+    if let Some(dir) = private {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    code
+}
+
+/// The Google flags as `gcp-credentials` takes them, checked; `None` without them.
+fn gcp_args(args: &ExecArgs) -> Result<Option<crate::cli::GcpCredentialsArgs>, ExitError> {
+    let Some(number) = &args.gcp_project_number else {
+        return Ok(None);
+    };
+    let g = crate::cli::GcpCredentialsArgs {
+        project_number: number.clone(),
+        pool: args.gcp_pool.clone().unwrap_or_default(),
+        provider: args.gcp_provider.clone().unwrap_or_default(),
+        service_account: args.gcp_impersonate.clone(),
+        listen: None,
+        auth_token_file: None,
+        out: None,
+        google_token_url: None,
+        google_iam_credentials_url: None,
+    };
+    let problems: Vec<String> = super::gcp_credentials::check(&g)
+        .into_iter()
+        .map(|p| {
+            p.replacen("--service-account", "--gcp-impersonate", 1)
+                .replacen("--project-number", "--gcp-project-number", 1)
+                .replacen("--pool", "--gcp-pool", 1)
+                .replacen("--provider", "--gcp-provider", 1)
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(ExitError::config(anyhow::anyhow!(
+            "cannot set up Google Cloud for the child:\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    Ok(Some(g))
+}
+
+/// A new directory only this user can enter, for files that hold the authorization token.
+fn private_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let base = std::env::temp_dir();
+    for attempt in 0..16u32 {
+        let dir = base.join(format!("sts-sidecar-exec-{}-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "no free name for a private directory",
+    ))
 }
 
 /// Waits for the child, forwarding SIGINT, SIGTERM and SIGHUP; returns its exit code, or

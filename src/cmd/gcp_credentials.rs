@@ -46,6 +46,34 @@ pub fn run(args: &GcpCredentialsArgs, env: &dyn Env) -> Result<(), ExitError> {
     let listen = args
         .listen
         .map_or_else(|| DEFAULT_LISTEN.to_owned(), |a| a.to_string());
+    let doc = document(&aud, &listen, &token, args);
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&doc).map_err(|e| ExitError::failure(anyhow!(e)))?
+    );
+    eprintln!(
+        "sts-sidecar: the sidecar must serve this audience: --token-audience {aud} (or \
+         [identity_tokens] audiences)"
+    );
+    match &args.out {
+        Some(path) => write(path, &text),
+        None => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| ExitError::failure(anyhow!("writing to stdout: {e}")))
+        }
+    }
+}
+
+/// The configuration for `aud`, served at `listen` behind `token`.
+pub fn document(
+    aud: &str,
+    listen: &str,
+    token: &str,
+    args: &GcpCredentialsArgs,
+) -> serde_json::Value {
     let url = format!(
         "http://{listen}/v1/identity-token?audience={}",
         form_urlencoded::byte_serialize(aud.as_bytes()).collect::<String>()
@@ -71,28 +99,11 @@ pub fn run(args: &GcpCredentialsArgs, env: &dyn Env) -> Result<(), ExitError> {
             "{base}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
         ));
     }
-    let text = format!(
-        "{}\n",
-        serde_json::to_string_pretty(&doc).map_err(|e| ExitError::failure(anyhow!(e)))?
-    );
-    eprintln!(
-        "sts-sidecar: the sidecar must serve this audience: --token-audience {aud} (or \
-         [identity_tokens] audiences)"
-    );
-    match &args.out {
-        Some(path) => write(path, &text),
-        None => {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| ExitError::failure(anyhow!("writing to stdout: {e}")))
-        }
-    }
+    doc
 }
 
 /// Every problem with the arguments, each naming its flag.
-fn check(args: &GcpCredentialsArgs) -> Vec<String> {
+pub fn check(args: &GcpCredentialsArgs) -> Vec<String> {
     let mut problems = Vec::new();
     if args.project_number.is_empty() || !args.project_number.bytes().all(|b| b.is_ascii_digit()) {
         problems.push(format!(
