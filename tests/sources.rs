@@ -1402,6 +1402,39 @@ async fn check_shows_the_chain_and_evaluates_the_chained_roles_trust_policy() {
 }
 
 #[tokio::test]
+async fn check_says_what_each_relying_party_must_hold_for_its_audience() {
+    // See: issue #25. For every audience served: the token's iss and sub (never the token), and
+    // the registration Google, Azure or a JWT verifier like Vault needs for it.
+    let world = World::new().await;
+    let gcp =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/v";
+    let (code, text) = run(check_command(
+        &world,
+        &[
+            "--source",
+            "gcp-metadata",
+            "--token-audience",
+            &format!("{gcp},api://AzureADTokenExchange,vault"),
+        ],
+        &[("GCE_METADATA_HOST", world.idp.host())],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    for needle in [
+        "identity tokens (/v1/identity-token), from source gcp-metadata".to_owned(),
+        format!("ok    {gcp}"),
+        "Google: the pool provider projects/1/locations/global/workloadIdentityPools/p/providers/v has --issuer-uri".to_owned(),
+        "Azure: a federated identity credential with issuer".to_owned(),
+        "bound_audiences \"vault\"".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    for token in world.idp.issued() {
+        assert!(!text.contains(&token), "check printed a token");
+    }
+}
+
+#[tokio::test]
 async fn check_explains_googles_condition_keys() {
     let world = World::new().await;
     let (code, text) = run(check_command(

@@ -8,6 +8,7 @@
 //! `check --wait SECS` instead polls a running sidecar's `/ready` at `--admin-listen` (or
 //! `STS_SIDECAR_ADMIN_LISTEN`, or the config file's `server.admin_listen`), for start scripts.
 
+mod audiences;
 mod staging;
 
 use std::io::Write as _;
@@ -63,6 +64,9 @@ pub async fn run(args: &CheckArgs, matches: &ArgMatches, env: &dyn Env) -> Resul
         let (ok, claims) = check_source(&mut out, &config, source).await;
         failed |= !ok;
         claims_by_source.push((source.name().to_owned(), claims));
+    }
+    if let Some(tokens) = &config.identity_tokens {
+        failed |= !audiences::check(&mut out, &config, tokens).await;
     }
     for role in config.roles.iter().filter(|r| selected.contains(&r.alias)) {
         if let crate::config::RoleBackend::RolesAnywhere(ra) = &role.backend {
