@@ -203,8 +203,7 @@ pub async fn keep_file(
                         ),
                     }
                 }
-                let left = t.expiration - crate::clock::now_unix();
-                std::time::Duration::from_secs(u64::try_from(left / 2).unwrap_or(0).clamp(30, 3600))
+                next_write(t.expiration, crate::clock::now_unix())
             }
             Err(e) => {
                 tracing::warn!(
@@ -219,5 +218,33 @@ pub async fn keep_file(
             }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// When the token file is written again: from half the token's remaining life on (so a
+/// reader never holds one in its last half), at least 30 s and at most an hour apart.
+fn next_write(expiration: i64, now: i64) -> std::time::Duration {
+    let left = expiration - now;
+    std::time::Duration::from_secs(u64::try_from(left / 2).unwrap_or(0).clamp(30, 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_write;
+    use std::time::Duration;
+
+    #[test]
+    fn the_token_file_is_renewed_from_half_its_remaining_life() {
+        // See: issue #25 (Azure re-reads the file as it ages; it must never hold a stale one).
+        assert_eq!(next_write(1_000 + 3_600, 1_000), Duration::from_secs(1_800));
+        assert_eq!(next_write(1_000 + 600, 1_000), Duration::from_secs(300));
+        // Nearly expired, or already: soon, but not in a loop.
+        assert_eq!(next_write(1_000 + 20, 1_000), Duration::from_secs(30));
+        assert_eq!(next_write(900, 1_000), Duration::from_secs(30));
+        // A day-long token is still looked at hourly.
+        assert_eq!(
+            next_write(1_000 + 86_400, 1_000),
+            Duration::from_secs(3_600)
+        );
     }
 }
