@@ -15,10 +15,7 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::SdkError;
 use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
 
-use super::{
-    Credentials, Error, ErrorClass, ExternalId, MAX_CHAINED_SECS, Role, SecretAccessKey,
-    SessionToken,
-};
+use super::{Credentials, Error, ErrorClass, ExternalId, MAX_CHAINED_SECS, Role};
 use crate::metrics::Metrics;
 
 /// Why the first link has no credentials, and what that means for retrying.
@@ -162,30 +159,12 @@ impl Chained {
         ];
         let output =
             result.map_err(|e| super::sts::classify(&self.role.arn, "AssumeRole", e, &secrets))?;
-        let malformed = |what: &str| Error::Transport {
-            call: "AssumeRole",
-            role_arn: self.role.arn.clone(),
-            detail: format!("the answer has no {what}"),
-            source: None,
-            class: ErrorClass::Malformed,
-        };
-        let creds = output
-            .credentials()
-            .ok_or_else(|| malformed("Credentials"))?;
-        if creds.access_key_id().is_empty()
-            || creds.secret_access_key().is_empty()
-            || creds.session_token().is_empty()
-        {
-            return Err(malformed("access key or session token"));
-        }
-        Ok(Credentials {
-            access_key_id: creds.access_key_id().to_owned(),
-            secret_access_key: SecretAccessKey::new(creds.secret_access_key()),
-            session_token: SessionToken::new(creds.session_token()),
-            expiration: creds.expiration().secs(),
-            account_id: self.role.account_id.clone(),
-            role_arn: self.role.arn.clone(),
-            assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
-        })
+        super::sts::credentials(
+            "AssumeRole",
+            &self.role.arn,
+            &self.role.account_id,
+            output.credentials(),
+            output.assumed_role_user(),
+        )
     }
 }

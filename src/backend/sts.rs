@@ -132,16 +132,32 @@ pub fn interpret(
 ) -> Result<Credentials, Error> {
     let output =
         result.map_err(|e| classify(role_arn, "AssumeRoleWithWebIdentity", e, &[token]))?;
+    credentials(
+        "AssumeRoleWithWebIdentity",
+        role_arn,
+        account_id,
+        output.credentials(),
+        output.assumed_role_user(),
+    )
+}
+
+/// The credentials of a successful STS `call` (either kind of AssumeRole answers with the same
+/// shapes), or why the answer is not usable.
+pub(super) fn credentials(
+    call: &'static str,
+    role_arn: &str,
+    account_id: &str,
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed: Option<&aws_sdk_sts::types::AssumedRoleUser>,
+) -> Result<Credentials, Error> {
     let malformed = |what: &str| Error::Transport {
-        call: "AssumeRoleWithWebIdentity",
+        call,
         role_arn: role_arn.to_owned(),
         detail: format!("the answer has no {what}"),
         source: None,
         class: ErrorClass::Malformed,
     };
-    let creds = output
-        .credentials()
-        .ok_or_else(|| malformed("Credentials"))?;
+    let creds = creds.ok_or_else(|| malformed("Credentials"))?;
     if creds.access_key_id().is_empty() || creds.secret_access_key().is_empty() {
         return Err(malformed("access key"));
     }
@@ -155,7 +171,7 @@ pub fn interpret(
         expiration: creds.expiration().secs(),
         account_id: account_id.to_owned(),
         role_arn: role_arn.to_owned(),
-        assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
+        assumed_role_arn: assumed.map(|u| u.arn().to_owned()),
     })
 }
 

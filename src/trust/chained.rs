@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{PolicyError, Verdict, glob, statements, strings};
+use super::{PolicyError, Verdict, holds, statements, strings};
 
 /// The session that calls `AssumeRole`: the first link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub fn evaluate(
                         unknown.push(format!("{op} {key}"));
                         continue;
                     };
-                    match holds(op, &wanted, value.as_deref()) {
+                    match holds(op, &wanted, value.clone().map(|v| vec![v])) {
                         Some(true) => {}
                         Some(false) => failed.push(format!(
                             "{op} {key} {wanted:?} does not match {}",
@@ -134,18 +134,6 @@ pub fn evaluate(
         }
     }
     Ok(Verdict { allowed, lines })
-}
-
-/// One string condition on one value (`None`: an operator not evaluated here).
-fn holds(op: &str, wanted: &[String], value: Option<&str>) -> Option<bool> {
-    let matches: fn(&str, &str) -> bool = match op {
-        "StringEquals" | "StringNotEquals" => |p, v| p == v,
-        "StringLike" | "StringNotLike" => glob,
-        _ => return None,
-    };
-    let negated = op.starts_with("StringNot");
-    let hit = value.is_some_and(|v| wanted.iter().any(|w| matches(w, v)));
-    Some(if negated { !hit } else { hit })
 }
 
 #[cfg(test)]

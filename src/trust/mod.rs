@@ -280,6 +280,12 @@ fn condition(
     claims: &Claims,
     provider: &str,
 ) -> Option<bool> {
+    holds(op, wanted, token_values(key, claims, provider))
+}
+
+/// Whether a string condition `op` with `wanted` holds for the request's `values` (`None`: the
+/// key is not in the request); `None` when the operator is not evaluated here.
+fn holds(op: &str, wanted: &[String], values: Option<Vec<String>>) -> Option<bool> {
     let (set, op) = match op.split_once(':') {
         Some((set, op)) => (Some(set), op),
         None => (None, op),
@@ -290,7 +296,6 @@ fn condition(
         _ => return None,
     };
     let negated = op.starts_with("StringNot");
-    let values = token_values(key, claims, provider);
     let Some(values) = values else {
         // A missing key fails every positive operator and satisfies the negated ones.
         return Some(negated);
