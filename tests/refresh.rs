@@ -127,8 +127,10 @@ async fn the_first_refresh_after_a_recovery_is_spread_wide() {
     let mut recovered = vec![None; scripts.len()];
     let mut next = vec![None; scripts.len()];
     // The recovery comes at each role's next retry (at most a quarter of its 34 minutes left,
-    // 8.5 min), its next refresh up to 20 minutes after that.
-    while recovered_at.elapsed() < 30 * MIN {
+    // 8.5 min, after a backoff that may itself run past the recovery), its next refresh up to
+    // 20 minutes after that: watch long enough for the latest of them (30 minutes was not, once
+    // in CI).
+    while recovered_at.elapsed() < 40 * MIN {
         sleep(Duration::from_secs(1)).await;
         for (i, s) in scripts.iter().enumerate() {
             let calls = s.calls();
